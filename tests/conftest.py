@@ -1,0 +1,30 @@
+"""Shared fixtures. Every test runs offline: the model hub is unreachable here and in CI."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Set before anything imports huggingface_hub (it reads these once, at import).
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """camcap's cache folder for this test session (pass as ModelOptions(cache_dir=...) or
+    CAMCAP_CACHE_DIR). `random:` checkpoints are built into it on first use and reused."""
+    return tmp_path_factory.mktemp("camcap-cache")
+
+
+@pytest.fixture(scope="session")
+def subprocess_env(model_cache: Path) -> dict[str, str]:
+    """Environment for `camcap ...` subprocesses: offline, sharing this session's model cache."""
+    env = dict(os.environ)
+    env["CAMCAP_CACHE_DIR"] = str(model_cache)
+    env["HF_HUB_OFFLINE"] = "1"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
