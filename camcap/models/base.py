@@ -113,7 +113,9 @@ class Timings:
     """
 
     preprocess_ms: float  # image processor / tokenizer (CPU work before the model runs)
-    first_token_ms: float  # from the start of generation to the first token (includes encode)
+    # From the start of generation to the first token. Includes vision encoding, unless the
+    # backend times that separately in `encode_ms` (then encoding is excluded here).
+    first_token_ms: float
     decode_ms: float  # from the first token to the last
     total_ms: float
     tokens: int  # new tokens generated for this item
