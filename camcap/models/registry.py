@@ -10,6 +10,7 @@ Backends are imported lazily so that `camcap --help` and the server's tests do n
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,8 +90,9 @@ def create_captioner(spec: str, options: ModelOptions | None = None) -> Captione
                 f"Unknown random architecture {arch!r}, expected one of: "
                 f"{', '.join(random_checkpoints.RANDOM_ARCHITECTURES)}."
             )
-        folder = random_checkpoints.ensure_checkpoint(arch, camcap_cache_dir(options) / "random")
-        return TransformersCaptioner(folder, options, name=spec, random_weights=True)
+        # Building a checkpoint is I/O (seconds for the base sizes): defer it to setup().
+        build = functools.partial(random_checkpoints.ensure_checkpoint, arch, camcap_cache_dir(options) / "random")
+        return TransformersCaptioner(build, options, name=spec, random_weights=True)
 
     known = ", ".join(info.spec for info in known_specs())
     raise UnknownModelSpecError(
