@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     open_browser: bool = True
+    # Per-frame limits (WebSocket frames and HTTP uploads). Pixels are checked from the image
+    # header, before anything is decoded.
+    max_frame_bytes: int = Field(8 * 1024 * 1024, ge=1, description="Largest frame image, in bytes.")
+    max_frame_pixels: int = Field(4096 * 4096, ge=1, description="Largest frame, width x height.")
 
     def model_options(self) -> ModelOptions:
         return ModelOptions(

@@ -1,0 +1,2 @@
+"""When the model sees: frame decoding and limits, the scheduler (one slot per stream, fair
+batches, cancellation) and per-frame timings."""

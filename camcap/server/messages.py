@@ -2,26 +2,45 @@
 
 Client -> server
     binary  a frame: either bare JPEG/PNG/WebP bytes, or FRAME_MAGIC + uint32 (big-endian) header
-            length + UTF-8 JSON `FrameHeader` + image bytes. The page always sends the header so the
-            server can echo the capture time and sequence number back.
-    text    JSON `ConfigMessage` (what to ask of every frame).
+            length (at most MAX_FRAME_HEADER_BYTES) + UTF-8 JSON `FrameHeader` + image bytes. The
+            page always sends the header so the server can echo the capture time and sequence
+            number back; a bare frame gets the previous frame's seq + 1 (0 for the first).
+    text    JSON `ConfigMessage` (what to ask of every later frame; until one arrives: caption,
+            normal length). A config the server rejects leaves the previous one in force.
 
 Server -> client (JSON text, tagged by `type`)
-    ready    once, after the socket is accepted: the model's info and the stream's limits
+    ready    once, when the model is loaded (at once if it already is): the model's info and the
+             stream's limits. Frames sent before it are answered with an `error` (`not_ready`).
     token    a text delta of the caption being written for frame `seq`
     caption  the final text for frame `seq`, with every stage's timing
-    error    something went wrong with one frame or message; the stream stays usable
+    error    something went wrong with one frame or message; the stream stays usable. If the model
+             failed to load, the server sends one `error` (`model_error`) and closes with 1011.
 
-A field never changes meaning; new fields may be added.
+A field never changes meaning; new fields may be added. Error codes are listed in `ErrorCode`.
 """
 
 from __future__ import annotations
 
+import enum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 FRAME_MAGIC = b"CCF1"  # "camcap frame, version 1"
+MAX_FRAME_HEADER_BYTES = 4096  # the JSON header is a few dozen bytes; anything near this is not one
+
+
+class ErrorCode(str, enum.Enum):
+    """The `code` of an `error` event or an HTTP error body. Codes are stable; new ones may appear."""
+
+    BAD_FRAME = "bad_frame"  # the binary envelope (FRAME_MAGIC header) is malformed
+    INVALID_IMAGE = "invalid_image"  # not JPEG/PNG/WebP, empty, truncated or corrupt
+    FRAME_TOO_LARGE = "frame_too_large"  # over max_frame_bytes or max_frame_pixels
+    BAD_MESSAGE = "bad_message"  # a text message that is not valid JSON or not a valid `config`
+    UNSUPPORTED_TASK = "unsupported_task"  # the model cannot do this task; the message lists what it can
+    NOT_READY = "not_ready"  # a frame arrived before `ready` (the model is still loading)
+    MODEL_ERROR = "model_error"  # the model failed to load, or failed on this frame
+    SERVER_CLOSING = "server_closing"  # the server is shutting down
 
 
 class _Message(BaseModel):
@@ -60,11 +79,19 @@ class ModelInfoOut(_Message):
     revision: str | None = None
 
 
+class LimitsOut(_Message):
+    """What the server accepts per frame; a frame over a limit is answered with `frame_too_large`."""
+
+    max_frame_bytes: int = Field(description="Largest image (without the header) in bytes.")
+    max_frame_pixels: int = Field(description="Largest width x height, checked before decoding.")
+
+
 class ReadyEvent(_Message):
     type: Literal["ready"] = "ready"
     stream_id: str
     model: ModelInfoOut
     version: str
+    limits: LimitsOut
 
 
 class TokenEvent(_Message):
@@ -104,7 +131,7 @@ class CaptionEvent(_Message):
     type: Literal["caption"] = "caption"
     seq: int
     text: str
-    task: str
+    task: str = Field(description="The task kind: caption, query, detect or point.")
     model: str
     random_weights: bool
     captured_at: float | None = Field(None, description="Echo of the frame's capture time (client clock).")
@@ -127,12 +154,46 @@ ServerEvent = Annotated[ReadyEvent | TokenEvent | CaptionEvent | ErrorEvent, Fie
 # --- HTTP ----------------------------------------------------------------------------------------
 
 
+class InfoResponse(_Message):
+    """`GET /v1/info`: whether the model is loaded, and what it is once it is."""
+
+    status: Literal["loading", "ready", "error"]
+    version: str
+    spec: str = Field(description="The model spec the server was started with.")
+    model: ModelInfoOut | None = Field(None, description="Set when status is ready.")
+    error: str | None = Field(None, description="Set when status is error: why the model did not load.")
+    limits: LimitsOut
+
+
+class HealthResponse(_Message):
+    """`GET /healthz`: the process answers (liveness). It says nothing more, because it is the one
+    route open without a token; whether the model is loaded is `GET /v1/info`."""
+
+    status: Literal["ok"] = "ok"
+
+
+class ErrorResponse(_Message):
+    """The body of every 4xx/5xx answer camcap itself gives (FastAPI's own 422s keep their shape)."""
+
+    code: str = Field(description="One of ErrorCode's values.")
+    detail: str = Field(description="What happened, what was expected and what to do.")
+
+
 class CaptionResponse(_Message):
     caption: str
     model: str
-    task: str
+    task: str = Field(description="The task kind: caption, query, detect or point.")
     random_weights: bool
     inference_ms: float
     timings: StageTimings
     boxes: list[BoxOut] = []
     points: list[PointOut] = []
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line naming each bad field, e.g. `task: Input should be 'caption', 'query', ...`."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(part) for part in error["loc"]) or "message"
+        problems.append(f"{where}: {error['msg']}")
+    return "; ".join(problems)

@@ -1,0 +1,188 @@
+"""Frames as they arrive: split the wire header from the image, then validate and decode it.
+
+Every frame is untrusted bytes from the network, so the checks run cheapest first: byte count,
+magic bytes, then the pixel count read from the image *header* (Pillow's `Image.open` is lazy),
+and only then the full decode. The limits are passed in explicitly; Pillow's process-wide
+`Image.MAX_IMAGE_PIXELS` is nobody's configuration and is never relied on.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import math
+import struct
+from dataclasses import dataclass
+
+import anyio.to_thread
+from PIL import Image, ImageOps, UnidentifiedImageError
+from pydantic import ValidationError
+
+from camcap.engine.timing import monotonic, ms_since
+from camcap.errors import CamcapError, InvalidImageError
+from camcap.server.messages import FRAME_MAGIC, MAX_FRAME_HEADER_BYTES, FrameHeader, describe_validation_error
+
+_HEADER_LENGTH = struct.Struct(">I")
+_FORMATS_HINT = "expected JPEG, PNG or WebP image bytes"
+
+
+class InvalidFrameError(CamcapError, ValueError):
+    """The binary envelope around an image (the `FRAME_MAGIC` header) is malformed."""
+
+
+class FrameTooLargeError(InvalidImageError):
+    """The image is over the server's byte or pixel limit."""
+
+
+@dataclass(frozen=True)
+class FrameLimits:
+    """What one frame may cost before it is refused."""
+
+    max_bytes: int = 8 * 1024 * 1024
+    # Checked from the header, before any pixel is decoded: a 100-byte PNG can claim 100k x 100k.
+    max_pixels: int = 4096 * 4096
+
+    def __post_init__(self) -> None:
+        if self.max_bytes < 1 or self.max_pixels < 1:
+            raise ValueError(f"Frame limits must be positive, got {self}.")
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """An RGB image ready for the model, and what it took to get it."""
+
+    image: Image.Image
+    format: str  # "JPEG", "PNG" or "WEBP": what the bytes were
+    source_size: tuple[int, int]  # (width, height) as sent, before any downscale
+    decode_ms: float
+
+
+def split_frame(message: bytes) -> tuple[FrameHeader | None, bytes]:
+    """Split a binary WebSocket message into its optional header and the image bytes.
+
+    A message that does not start with `FRAME_MAGIC` is taken as bare image bytes. Raises
+    `InvalidFrameError` when the magic is there but what follows is not a valid header.
+    """
+    if not message.startswith(FRAME_MAGIC):
+        return None, message
+    start = len(FRAME_MAGIC) + _HEADER_LENGTH.size
+    if len(message) < start:
+        raise InvalidFrameError(
+            f"The frame starts with {FRAME_MAGIC!r} but is only {len(message)} bytes; expected "
+            f"{FRAME_MAGIC!r}, a 4-byte big-endian header length, the JSON header, then the image."
+        )
+    (length,) = _HEADER_LENGTH.unpack_from(message, len(FRAME_MAGIC))
+    if length > MAX_FRAME_HEADER_BYTES or start + length > len(message):
+        raise InvalidFrameError(
+            f"The frame header claims {length} bytes but the message has {len(message) - start} after "
+            f"the length field (and at most {MAX_FRAME_HEADER_BYTES} are allowed); write the length as a "
+            "big-endian uint32 of the UTF-8 JSON header."
+        )
+    raw = message[start : start + length]
+    try:
+        header = FrameHeader.model_validate(json.loads(raw.decode("utf-8")))
+    except ValidationError as exc:
+        problem = describe_validation_error(exc)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        problem = f"not UTF-8 JSON ({_first_line(exc)})"
+    else:
+        return header, message[start + length :]
+    raise InvalidFrameError(
+        f"The frame header is not valid: {problem}. Expected UTF-8 JSON such as "
+        '{"seq": 12, "captured_at": 1730000000000.0, "sent_at": 1730000000003.5}.'
+    )
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The Pillow format name the magic bytes announce ("JPEG", "PNG", "WEBP"), or None."""
+    if data.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return None
+
+
+def decode_image(data: bytes, limits: FrameLimits | None = None, *, max_short_side: int | None = None) -> DecodedImage:
+    """Validate and decode image bytes into an upright RGB image.
+
+    `max_short_side`: downscale so the short side is at most this many pixels (the model's
+    `input_size`; never upscales). Pages already send frames that size; this bounds what an
+    HTTP upload of a 12-megapixel photo costs, and lets libjpeg decode at a reduced scale.
+
+    Raises `InvalidImageError` (empty, not an image, truncated, corrupt) or its subclass
+    `FrameTooLargeError` (over a limit). Blocking CPU work: call it off the event loop.
+    """
+    limits = limits or FrameLimits()
+    start = monotonic()
+    if not data:
+        raise InvalidImageError(f"The frame is empty (0 bytes); {_FORMATS_HINT}.")
+    if len(data) > limits.max_bytes:
+        raise FrameTooLargeError(
+            f"The frame is {len(data)} bytes, over the limit of {limits.max_bytes}; send a smaller "
+            "image (resize it to the model's input_size, or lower the JPEG quality)."
+        )
+    fmt = sniff_format(data)
+    if fmt is None:
+        raise InvalidImageError(f"The frame is not an image (it starts with {data[:8].hex(' ')}); {_FORMATS_HINT}.")
+
+    try:
+        # formats=[fmt]: only the decoder the magic bytes named may look at these bytes.
+        image = Image.open(io.BytesIO(data), formats=[fmt])
+        width, height = image.size
+    except Image.DecompressionBombError as exc:
+        raise FrameTooLargeError(f"The {fmt} frame is too large to decode: {exc}") from None
+    except Exception as exc:
+        # UnidentifiedImageError's text names a BytesIO object, which helps nobody.
+        problem = "Pillow does not recognise it" if isinstance(exc, UnidentifiedImageError) else _first_line(exc)
+        raise InvalidImageError(f"The {fmt} frame's header cannot be read ({problem}); {_FORMATS_HINT}.") from None
+    if width * height > limits.max_pixels:
+        raise FrameTooLargeError(
+            f"The frame is {width}x{height} = {width * height} pixels, over the limit of {limits.max_pixels}; "
+            "resize it before sending (the model's input_size is all it needs)."
+        )
+
+    try:
+        scale = _downscale(width, height, max_short_side)
+        if scale < 1.0 and fmt == "JPEG":
+            # libjpeg can decode at 1/2, 1/4 or 1/8 scale for a fraction of the cost; draft never
+            # goes below the size asked for, so the resize below still sets the exact size.
+            image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
+        image.load()
+        ImageOps.exif_transpose(image, in_place=True)  # phone photos are often stored sideways
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
+    except Exception as exc:
+        # Pillow signals bad data with OSError, SyntaxError, ValueError and others, by format.
+        raise InvalidImageError(
+            f"The {fmt} frame cannot be decoded ({_first_line(exc)}); it is truncated or corrupt. "
+            "Send the complete image bytes."
+        ) from None
+
+    short = min(rgb.size)
+    if max_short_side is not None and short > max_short_side:
+        factor = max_short_side / short
+        size = (max(1, round(rgb.width * factor)), max(1, round(rgb.height * factor)))
+        rgb = rgb.resize(size, Image.Resampling.BICUBIC, reducing_gap=2.0)
+    return DecodedImage(image=rgb, format=fmt, source_size=(width, height), decode_ms=ms_since(start))
+
+
+async def decode_image_off_loop(
+    data: bytes, limits: FrameLimits | None = None, *, max_short_side: int | None = None
+) -> DecodedImage:
+    """`decode_image` on a worker thread, so the event loop keeps serving other sockets."""
+    call = functools.partial(decode_image, data, limits, max_short_side=max_short_side)
+    return await anyio.to_thread.run_sync(call)
+
+
+def _downscale(width: int, height: int, max_short_side: int | None) -> float:
+    if max_short_side is None or min(width, height) <= max_short_side:
+        return 1.0
+    return max_short_side / min(width, height)
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (pydantic's run to a dozen lines)."""
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]

@@ -1,0 +1,364 @@
+"""When the model sees: one waiting slot per stream, one model worker, fair batches.
+
+Freshness first (DESIGN.md): a stream holds at most ONE frame waiting for the model, and a newer
+frame replaces it (counted as skipped), so nothing queues however fast frames arrive. A single
+worker thread owns the model (backends are not thread-safe) and serves streams round robin: the
+streams with a waiting frame are taken least-recently-served first, up to the model's max batch,
+and run as one batch. Events travel back to each stream on its event loop through
+`call_soon_threadsafe`.
+
+Closing a stream drops its waiting frame at once. If its frame is being captioned, the worker
+stops reading the backend's iterator and closes it, which cancels the generation; when other
+streams share the batch, their items finish and only the closed stream's events are dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from camcap.engine.timing import FrameTimings, monotonic, ms_since
+from camcap.errors import CamcapError, UnsupportedTaskError
+from camcap.models.base import Caption, Captioner, Event, ModelInfo, Task
+from camcap.server.messages import ErrorCode
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded frame and what to ask about it, ready for its stream's slot."""
+
+    seq: int
+    image: Image.Image
+    task: Task
+    received_at: float = field(default_factory=monotonic)  # monotonic() when its bytes arrived
+    image_decode_ms: float = 0.0
+    receive_ms: float | None = None  # client sent_at -> received, if the client said when it sent
+    captured_at: float | None = None  # the client's capture time, echoed back untouched
+
+
+@dataclass(frozen=True)
+class TokenDelta:
+    """More text of the caption being written for frame `seq` (a delta, not the text so far)."""
+
+    seq: int
+    text: str
+
+
+@dataclass(frozen=True)
+class FrameCaption:
+    """The final result for frame `seq`."""
+
+    seq: int
+    caption: Caption
+    timings: FrameTimings
+    skipped: int  # frames of this stream replaced by newer ones since the previous caption
+    captured_at: float | None
+
+
+@dataclass(frozen=True)
+class FrameError:
+    """Frame `seq` (or the stream, if None) could not be captioned."""
+
+    seq: int | None
+    code: ErrorCode
+    message: str
+
+
+StreamEvent = TokenDelta | FrameCaption | FrameError
+Sink = Callable[[StreamEvent], None]
+
+
+@dataclass
+class _Job:
+    """A frame from its slot to its caption. Mutable fields belong to whoever holds the job."""
+
+    stream: Stream
+    frame: Frame
+    queued_at: float
+    skipped: int = 0
+    taken_at: float = 0.0
+    done: bool = False  # its Caption (or error) has been produced
+
+
+class Stream:
+    """One client's handle on the scheduler: a single waiting slot, and its events.
+
+    Open it with `Scheduler.open_stream()` on the event loop that will read the events; call
+    `submit` and `close` from that loop. Events arrive in `events` (read with `next_event()`)
+    or, if the stream was opened with a sink, are handed to the sink on the loop.
+    """
+
+    def __init__(
+        self, scheduler: Scheduler, stream_id: str, loop: asyncio.AbstractEventLoop, sink: Sink | None
+    ) -> None:
+        self.id = stream_id
+        self.events: asyncio.Queue[StreamEvent] = asyncio.Queue()
+        self.skipped_total = 0  # every frame this stream ever had replaced
+        self._scheduler = scheduler
+        self._loop = loop
+        self._sink: Sink = sink or self.events.put_nowait
+        # Guarded by the scheduler's lock.
+        self._pending: _Job | None = None
+        self._skipped = 0  # replaced since the worker last took a frame from this stream
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def submit(self, frame: Frame) -> None:
+        """Put `frame` in the stream's slot, replacing (and counting as skipped) any frame still
+        waiting there. Raises `UnsupportedTaskError` if the model cannot do `frame.task`."""
+        self._scheduler._submit(self, frame)
+
+    async def next_event(self) -> StreamEvent:
+        """The next event of a stream opened without a sink."""
+        return await self.events.get()
+
+    def close(self) -> None:
+        """Drop the waiting frame, cancel the caption in progress, and leave the rotation."""
+        self._scheduler._close_stream(self)
+
+    def _post(self, event: StreamEvent) -> None:
+        """Hand `event` to the stream's loop. Safe from any thread."""
+        # A closed loop raises RuntimeError: nobody is left to read the event.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._deliver, event)
+
+    def _deliver(self, event: StreamEvent) -> None:
+        # Runs on the loop, the thread that closes streams, so this check cannot race `close`.
+        if not self._closed:
+            self._sink(event)
+
+
+class Scheduler:
+    """Runs one captioner for many streams: freshest frame first, fair, batched, cancellable.
+
+    `start()` launches the worker thread; `close()` stops it, cancelling the generation in
+    progress, and joins it. The captioner must be set up before the scheduler is built.
+    """
+
+    def __init__(self, captioner: Captioner, *, max_batch: int | None = None) -> None:
+        self.info: ModelInfo = captioner.info
+        self.max_batch = max(1, min(self.info.max_batch, max_batch or self.info.max_batch))
+        self._captioner = captioner
+        self._cond = threading.Condition()
+        # Streams in least-recently-served order: the head is next in line (round robin).
+        self._streams: OrderedDict[str, Stream] = OrderedDict()
+        self._ids = itertools.count(1)
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    @property
+    def stream_count(self) -> int:
+        """Streams open right now."""
+        with self._cond:
+            return len(self._streams)
+
+    @property
+    def running(self) -> bool:
+        """True while the worker thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        """Start the model worker thread."""
+        if self._thread is not None:
+            raise RuntimeError("The scheduler is already started; call start() once.")
+        self._thread = threading.Thread(target=self._work, name="camcap-model-worker", daemon=True)
+        self._thread.start()
+
+    def open_stream(self, sink: Sink | None = None) -> Stream:
+        """A new stream whose events are delivered on the running event loop.
+
+        `sink`, if given, receives every event (on the loop) instead of `Stream.events`.
+        """
+        loop = asyncio.get_running_loop()
+        with self._cond:
+            if self._stopping:
+                raise RuntimeError("The scheduler is closed; no new stream can be opened.")
+            stream = Stream(self, f"s{next(self._ids)}", loop, sink)
+            self._streams[stream.id] = stream
+        return stream
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the worker, cancelling the caption in progress, and tell every open stream."""
+        with self._cond:
+            self._stopping = True
+            streams = list(self._streams.values())
+            for stream in streams:
+                stream._pending = None
+            self._cond.notify_all()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                logger.warning("The model worker did not stop within %.0f s; a model step is still running.", timeout)
+        # After the join, so the notice is the last thing a stream hears, after any token in flight.
+        for stream in streams:
+            stream._post(FrameError(None, ErrorCode.SERVER_CLOSING, "The server is shutting down; reconnect later."))
+
+    # --- called by Stream, on the event loop ---------------------------------------------------
+
+    def _submit(self, stream: Stream, frame: Frame) -> None:
+        # Checked here so that one stream's bad task never fails a batch shared with others.
+        self.info.check_task(frame.task)
+        job = _Job(stream, frame, queued_at=monotonic())
+        with self._cond:
+            if stream._closed:
+                raise RuntimeError(f"Stream {stream.id} is closed; open a new one with Scheduler.open_stream().")
+            stopping = self._stopping
+            if not stopping:
+                if stream._pending is not None:
+                    stream._skipped += 1
+                    stream.skipped_total += 1
+                stream._pending = job
+                self._cond.notify()
+        if stopping:
+            stream._post(FrameError(frame.seq, ErrorCode.SERVER_CLOSING, "The server is shutting down."))
+
+    def _close_stream(self, stream: Stream) -> None:
+        with self._cond:
+            stream._closed = True
+            stream._pending = None
+            self._streams.pop(stream.id, None)
+        # A job in flight notices `closed` at the backend's next event (see _run_batch).
+
+    # --- the worker thread ---------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            jobs = self._take_batch()
+            if jobs is None:
+                return
+            try:
+                self._run_batch(jobs)
+            except Exception:
+                # A bug here must not kill the only worker: every stream would hang.
+                logger.exception("Bug in the scheduler while running a batch of %d", len(jobs))
+            del jobs  # drop the images now, not when the next batch arrives
+
+    def _take_batch(self) -> list[_Job] | None:
+        with self._cond:
+            while True:
+                if self._stopping:
+                    return None
+                waiting = [stream for stream in self._streams.values() if stream._pending is not None]
+                if waiting:
+                    break
+                self._cond.wait()
+            now = monotonic()
+            jobs = []
+            for stream in waiting[: self.max_batch]:
+                job = stream._pending
+                assert job is not None
+                stream._pending = None
+                job.skipped, stream._skipped = stream._skipped, 0
+                job.taken_at = now
+                self._streams.move_to_end(stream.id)  # served: to the back of the line
+                jobs.append(job)
+            return jobs
+
+    def _run_batch(self, jobs: list[_Job]) -> None:
+        started = monotonic()
+        events: Iterator[Event] | None = None
+        try:
+            events = self._captioner.generate([(job.frame.image, job.frame.task) for job in jobs])
+            for event in events:
+                job = jobs[event.index]
+                # `closed` is written on the loop; reading a stale False here costs one event
+                # that `_deliver` drops anyway.
+                if isinstance(event, Caption):
+                    job.done = True
+                    if not job.stream.closed:
+                        self._finish(job, event, started)
+                elif not job.stream.closed:
+                    job.stream._post(TokenDelta(job.frame.seq, event.text))
+                if self._stopping or _abandoned(jobs):
+                    break  # closing the iterator below cancels the generation
+        except Exception as exc:
+            self._fail(jobs, exc)
+        finally:
+            _close_iterator(events)
+        if self._stopping:
+            return
+        for job in jobs:
+            if not job.done and not job.stream.closed:
+                job.stream._post(
+                    FrameError(
+                        job.frame.seq,
+                        ErrorCode.MODEL_ERROR,
+                        f"The {self.info.backend} backend ended without a caption for this frame; "
+                        "this is a bug in the backend.",
+                    )
+                )
+
+    def _finish(self, job: _Job, caption: Caption, started: float) -> None:
+        end = monotonic()
+        model = caption.timings
+        timings = FrameTimings(
+            receive_ms=job.frame.receive_ms,
+            queue_ms=ms_since(job.queued_at, job.taken_at),
+            image_decode_ms=job.frame.image_decode_ms,
+            preprocess_ms=model.preprocess_ms,
+            first_token_ms=model.first_token_ms,
+            decode_ms=model.decode_ms,
+            encode_ms=model.encode_ms,
+            inference_ms=ms_since(started, end),
+            total_ms=ms_since(job.frame.received_at, end),
+            tokens=model.tokens,
+        )
+        logger.debug(
+            "stream %s frame %d: %d tokens, total %.0f ms (queue %.0f, inference %.0f), %d skipped: %r",
+            job.stream.id,
+            job.frame.seq,
+            timings.tokens,
+            timings.total_ms,
+            timings.queue_ms,
+            timings.inference_ms,
+            job.skipped,
+            caption.text,
+        )
+        # Logged first, so that whoever reads the caption can also find its log line.
+        job.stream._post(FrameCaption(job.frame.seq, caption, timings, job.skipped, job.frame.captured_at))
+
+    def _fail(self, jobs: list[_Job], exc: Exception) -> None:
+        if isinstance(exc, UnsupportedTaskError):
+            code, message = ErrorCode.UNSUPPORTED_TASK, str(exc)
+        elif isinstance(exc, CamcapError):
+            code, message = ErrorCode.MODEL_ERROR, str(exc)
+        else:
+            logger.exception("The model failed on a batch of %d frame(s)", len(jobs))
+            code, message = ErrorCode.MODEL_ERROR, f"The model failed on this frame: {type(exc).__name__}: {exc}"
+        for job in jobs:
+            if not job.done:
+                job.done = True
+                if not job.stream.closed:
+                    job.stream._post(FrameError(job.frame.seq, code, message))
+
+
+def _abandoned(jobs: list[_Job]) -> bool:
+    """True when frames are still being captioned but every one of them belongs to a closed
+    stream: nobody is waiting, so the generation should stop."""
+    unfinished = [job for job in jobs if not job.done]
+    return bool(unfinished) and all(job.stream.closed for job in unfinished)
+
+
+def _close_iterator(events: Iterator[Event] | None) -> None:
+    close = getattr(events, "close", None)
+    if close is None:
+        return
+    try:
+        close()
+    except Exception:
+        logger.exception("The backend's iterator failed to close; the generation may still be running")

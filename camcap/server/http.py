@@ -1,0 +1,131 @@
+"""The HTTP API: `GET /healthz`, `GET /v1/info` and `POST /v1/caption`.
+
+`POST /v1/caption` is a one-shot stream on the same scheduler as the WebSockets, so HTTP callers
+and live pages share the model fairly, and a request's frame takes its turn like anyone's.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from camcap import __version__
+from camcap.engine.frames import FrameLimits, FrameTooLargeError, decode_image_off_loop
+from camcap.engine.scheduler import Frame, FrameCaption, FrameError
+from camcap.engine.timing import monotonic
+from camcap.errors import InvalidImageError, UnsupportedTaskError
+from camcap.server import convert
+from camcap.server.host import ModelHost, ModelStatus
+from camcap.server.messages import (
+    CaptionResponse,
+    ConfigMessage,
+    ErrorCode,
+    ErrorResponse,
+    HealthResponse,
+    InfoResponse,
+    describe_validation_error,
+)
+
+router = APIRouter()
+
+
+class ApiError(Exception):
+    """An error answer: raised by route code, rendered as an `ErrorResponse` by the app."""
+
+    def __init__(self, status: int, code: ErrorCode, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail, self.headers = status, code, detail, headers
+
+    def response(self) -> JSONResponse:
+        body = ErrorResponse(code=self.code.value, detail=self.detail)
+        return JSONResponse(body.model_dump(), status_code=self.status, headers=self.headers)
+
+
+_ERRORS = {400: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 503: {"model": ErrorResponse}}
+# What a frame's failure on the scheduler means for an HTTP caller.
+_FRAME_ERROR_STATUS = {ErrorCode.UNSUPPORTED_TASK: 400, ErrorCode.SERVER_CLOSING: 503}
+
+
+@router.get("/healthz", response_model=HealthResponse)
+async def healthz() -> HealthResponse:
+    """The process is up (liveness). Whether the model is loaded: `GET /v1/info`."""
+    return HealthResponse()
+
+
+@router.get("/v1/info", response_model=InfoResponse)
+async def info(request: Request) -> InfoResponse:
+    """The model's status ("loading" | "ready" | "error"), and its info once it is ready."""
+    host = _host(request)
+    return InfoResponse(
+        status=host.status.value,
+        version=__version__,
+        spec=host.settings.model,
+        model=None if host.info is None else convert.model_info_out(host.info),
+        error=host.error,
+        limits=convert.limits_out(request.app.state.frame_limits),
+    )
+
+
+@router.post("/v1/caption", response_model=CaptionResponse, responses=_ERRORS)  # type: ignore[arg-type]
+async def caption(
+    request: Request,
+    image: Annotated[UploadFile, File(description="A JPEG, PNG or WebP image.")],
+    task: Annotated[str, Form(description="caption | query | detect | point")] = "caption",
+    length: Annotated[str, Form(description="short | normal | long (caption only)")] = "normal",
+    question: Annotated[str | None, Form(description="The question (query only).")] = None,
+    target: Annotated[str | None, Form(description="The object to find (detect / point only).")] = None,
+) -> CaptionResponse:
+    """Caption one image, waiting for the whole text (use the WebSocket to stream tokens)."""
+    received_at = monotonic()
+    host = _host(request)
+    limits: FrameLimits = request.app.state.frame_limits
+    # Form fields arrive as text, so one set of rules (the config message's) checks both transports.
+    try:
+        config = ConfigMessage(task=task, length=length, question=question or None, target=target or None)  # type: ignore[arg-type]
+        wanted = convert.task_from_config(config)
+    except ValidationError as exc:
+        raise ApiError(422, ErrorCode.BAD_MESSAGE, f"Invalid form fields: {describe_validation_error(exc)}.") from None
+    except ValueError as exc:
+        raise ApiError(422, ErrorCode.BAD_MESSAGE, f"Invalid form fields: {exc}") from None
+
+    if host.status is ModelStatus.LOADING:
+        detail = "The model is still loading; retry when GET /v1/info says ready."
+        raise ApiError(503, ErrorCode.NOT_READY, detail, {"Retry-After": "2"})
+    if host.status is ModelStatus.ERROR or host.scheduler is None or host.info is None:
+        raise ApiError(503, ErrorCode.MODEL_ERROR, host.error or "The model is not available.")
+    model = host.info
+    try:
+        model.check_task(wanted)
+    except UnsupportedTaskError as exc:
+        raise ApiError(400, ErrorCode.UNSUPPORTED_TASK, str(exc)) from None
+
+    # Read one byte past the limit: enough to know the upload is too large without holding it all.
+    data = await image.read(limits.max_bytes + 1)
+    try:
+        decoded = await decode_image_off_loop(data, limits, max_short_side=model.input_size)
+    except FrameTooLargeError as exc:
+        raise ApiError(413, ErrorCode.FRAME_TOO_LARGE, str(exc)) from None
+    except InvalidImageError as exc:
+        raise ApiError(400, ErrorCode.INVALID_IMAGE, str(exc)) from None
+
+    frame = Frame(seq=0, image=decoded.image, task=wanted, received_at=received_at, image_decode_ms=decoded.decode_ms)
+    stream = host.scheduler.open_stream()
+    try:
+        stream.submit(frame)
+        while True:
+            event = await stream.next_event()
+            if isinstance(event, FrameCaption):
+                return convert.caption_response(event, model)
+            if isinstance(event, FrameError):
+                raise ApiError(_FRAME_ERROR_STATUS.get(event.code, 500), event.code, event.message)
+    finally:
+        # Also on a client that hangs up: the caption in progress is cancelled, not finished.
+        stream.close()
+
+
+def _host(request: Request) -> ModelHost:
+    host: ModelHost = request.app.state.host
+    return host

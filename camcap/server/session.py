@@ -1,0 +1,99 @@
+"""One WebSocket connection's state, and nothing shared.
+
+The app holds what every connection shares (settings, the model host); a `Session` holds what
+belongs to one socket: its state, the task it asks of its frames, its scheduler stream, its
+sequence counter and its outbox, the single queue the socket's writer drains, so that replies to
+bad messages and the model's events reach the client through one sender, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+
+from camcap.engine.scheduler import Stream, StreamEvent, TokenDelta
+from camcap.errors import UnsupportedTaskError
+from camcap.models.base import ModelInfo, Task
+from camcap.server.messages import ErrorCode, ErrorEvent, FrameHeader, ReadyEvent
+
+
+class SessionState(str, enum.Enum):
+    WAITING = "waiting"  # accepted; the model is still loading, so frames are refused (not_ready)
+    LIVE = "live"  # `ready` was sent; frames go to the scheduler
+    CLOSED = "closed"  # the socket is gone or closing; the stream is closed, nothing more is sent
+
+
+_ALLOWED = {
+    SessionState.WAITING: {SessionState.LIVE, SessionState.CLOSED},
+    SessionState.LIVE: {SessionState.CLOSED},
+    SessionState.CLOSED: set(),
+}
+
+
+class CloseSocket(enum.Enum):
+    """Outbox marker: the writer closes the socket with `code` once everything before it is sent."""
+
+    MODEL_FAILED = 1011
+
+
+Outgoing = StreamEvent | ReadyEvent | ErrorEvent | CloseSocket
+
+# Token events a client may leave unread before later tokens are dropped. A page that sends
+# frames but never reads must not grow the server's memory; captions are always delivered.
+MAX_UNREAD_TOKENS = 2000
+
+
+class Session:
+    """The state of one `/v1/stream` connection."""
+
+    def __init__(self) -> None:
+        self.state = SessionState.WAITING
+        self.task = Task.caption()  # what every frame is asked, until a config says otherwise
+        self.info: ModelInfo | None = None
+        self.stream: Stream | None = None
+        self.outbox: asyncio.Queue[Outgoing] = asyncio.Queue()
+        self.tokens_dropped = 0
+        self._next_seq = 0
+
+    def post(self, item: Outgoing) -> None:
+        """Queue `item` for the client. Also the scheduler stream's sink (called on the loop)."""
+        if self.state is SessionState.CLOSED:
+            return
+        if isinstance(item, TokenDelta) and self.outbox.qsize() >= MAX_UNREAD_TOKENS:
+            self.tokens_dropped += 1
+            return
+        self.outbox.put_nowait(item)
+
+    def go_live(self, stream: Stream, ready: ReadyEvent, info: ModelInfo) -> None:
+        """The model is ready: send `ready`, then start taking frames."""
+        self._move(SessionState.LIVE)
+        self.stream, self.info = stream, info
+        self.post(ready)
+        # A config that arrived while the model loaded could not be checked against it until now.
+        # (The default task is not reported here: if the model cannot caption, each frame says so.)
+        if self.task == Task.caption():
+            return
+        try:
+            info.check_task(self.task)
+        except UnsupportedTaskError as exc:
+            self.task = Task.caption()
+            self.post(ErrorEvent(code=ErrorCode.UNSUPPORTED_TASK.value, message=f"{exc} Captioning instead."))
+
+    def next_seq(self, header: FrameHeader | None) -> int:
+        """The frame's sequence number: the client's if it sent a header, else the previous + 1."""
+        seq = header.seq if header is not None else self._next_seq
+        self._next_seq = seq + 1
+        return seq
+
+    def close(self) -> None:
+        """Close the stream (cancelling its caption in progress). Safe to call more than once."""
+        if self.state is SessionState.CLOSED:
+            return
+        self._move(SessionState.CLOSED)
+        if self.stream is not None:
+            self.stream.close()
+
+    def _move(self, state: SessionState) -> None:
+        if state not in _ALLOWED[self.state]:
+            raise RuntimeError(f"A session cannot go from {self.state.value} to {state.value}.")
+        self.state = state

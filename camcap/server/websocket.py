@@ -1,0 +1,190 @@
+"""`WS /v1/stream`: the live channel. Binary frames and JSON configs in, JSON events out.
+
+Each connection runs three tasks: a reader (frames and configs from the client), an activator
+(waits for the model, then sends `ready`), and a writer (drains the session's outbox to the
+socket, the only place that sends). A bad message gets an `error` event and the stream goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import anyio
+from pydantic import BaseModel, ValidationError
+from starlette.websockets import WebSocket
+
+from camcap import __version__
+from camcap.engine.frames import (
+    FrameLimits,
+    FrameTooLargeError,
+    InvalidFrameError,
+    decode_image_off_loop,
+    split_frame,
+)
+from camcap.engine.scheduler import Frame, FrameCaption, FrameError, TokenDelta
+from camcap.engine.timing import monotonic, wall_ms
+from camcap.errors import InvalidImageError, UnsupportedTaskError
+from camcap.server import convert
+from camcap.server.host import ModelHost, ModelStatus
+from camcap.server.messages import ConfigMessage, ErrorCode, ErrorEvent, ReadyEvent, TokenEvent
+from camcap.server.messages import describe_validation_error as describe
+from camcap.server.session import CloseSocket, Outgoing, Session, SessionState
+
+logger = logging.getLogger(__name__)
+
+# A config message is a few hundred bytes; parsing megabytes of JSON would stall the loop.
+MAX_TEXT_MESSAGE = 16 * 1024
+
+
+async def stream_endpoint(websocket: WebSocket) -> None:
+    """Serve one client for as long as its socket is open."""
+    host: ModelHost = websocket.app.state.host
+    limits: FrameLimits = websocket.app.state.frame_limits
+    await websocket.accept()
+    session = Session()
+    logger.debug("Stream connection from %s", websocket.client)
+    try:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(_write, websocket, session, tasks.cancel_scope)
+            tasks.start_soon(_activate, host, session, limits)
+            await _read(websocket, session, limits)
+            tasks.cancel_scope.cancel()
+    finally:
+        session.close()
+        logger.debug("Stream connection from %s closed", websocket.client)
+
+
+async def _activate(host: ModelHost, session: Session, limits: FrameLimits) -> None:
+    await host.wait_settled()
+    if host.status is ModelStatus.READY and host.scheduler is not None and host.info is not None:
+        try:
+            stream = host.scheduler.open_stream(sink=session.post)
+        except RuntimeError:  # the scheduler closed between the check and now: shutting down
+            session.post(ErrorEvent(code=ErrorCode.SERVER_CLOSING.value, message="The server is shutting down."))
+            return
+        ready = ReadyEvent(
+            stream_id=stream.id,
+            model=convert.model_info_out(host.info),
+            version=__version__,
+            limits=convert.limits_out(limits),
+        )
+        session.go_live(stream, ready, host.info)
+    else:
+        message = host.error or "The model failed to load."
+        session.post(ErrorEvent(code=ErrorCode.MODEL_ERROR.value, message=message))
+        session.post(CloseSocket.MODEL_FAILED)
+
+
+async def _write(websocket: WebSocket, session: Session, scope: anyio.CancelScope) -> None:
+    try:
+        while True:
+            item = await session.outbox.get()
+            if isinstance(item, CloseSocket):
+                await websocket.close(code=item.value, reason="The model failed to load.")
+                break
+            await websocket.send_text(_encode(item, session).model_dump_json())
+    except Exception as exc:  # the client went away mid-send; the reader sees the disconnect too
+        logger.debug("Stream send failed: %s", exc)
+    scope.cancel()
+
+
+def _encode(item: Outgoing, session: Session) -> BaseModel:
+    if isinstance(item, TokenDelta):
+        return TokenEvent(seq=item.seq, text=item.text)
+    if isinstance(item, FrameCaption):
+        assert session.info is not None  # captions only come once the session is live
+        return convert.caption_event(item, session.info)
+    if isinstance(item, FrameError):
+        return convert.error_event(item)
+    assert not isinstance(item, CloseSocket)
+    return item
+
+
+async def _read(websocket: WebSocket, session: Session, limits: FrameLimits) -> None:
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        data, text = message.get("bytes"), message.get("text")
+        if data is not None:
+            await _on_frame(session, data, limits)
+        elif text is not None:
+            _on_text(session, text)
+
+
+async def _on_frame(session: Session, data: bytes, limits: FrameLimits) -> None:
+    received_at, received_wall = monotonic(), wall_ms()
+    try:
+        header, image_bytes = split_frame(data)
+    except InvalidFrameError as exc:
+        session.post(ErrorEvent(code=ErrorCode.BAD_FRAME.value, message=str(exc)))
+        return
+    seq = session.next_seq(header)
+    if session.state is not SessionState.LIVE or session.stream is None or session.info is None:
+        message = "The model is still loading; wait for the 'ready' event before sending frames."
+        session.post(ErrorEvent(seq=seq, code=ErrorCode.NOT_READY.value, message=message))
+        return
+    try:
+        decoded = await decode_image_off_loop(image_bytes, limits, max_short_side=session.info.input_size)
+    except FrameTooLargeError as exc:
+        session.post(ErrorEvent(seq=seq, code=ErrorCode.FRAME_TOO_LARGE.value, message=str(exc)))
+        return
+    except InvalidImageError as exc:
+        session.post(ErrorEvent(seq=seq, code=ErrorCode.INVALID_IMAGE.value, message=str(exc)))
+        return
+    if session.state is not SessionState.LIVE:
+        return
+    sent_at = header.sent_at if header is not None else None
+    frame = Frame(
+        seq=seq,
+        image=decoded.image,
+        task=session.task,
+        received_at=received_at,
+        image_decode_ms=decoded.decode_ms,
+        receive_ms=None if sent_at is None else received_wall - sent_at,
+        captured_at=header.captured_at if header is not None else None,
+    )
+    try:
+        session.stream.submit(frame)
+    except UnsupportedTaskError as exc:
+        session.post(ErrorEvent(seq=seq, code=ErrorCode.UNSUPPORTED_TASK.value, message=str(exc)))
+
+
+def _on_text(session: Session, text: str) -> None:
+    """Apply a `config` message; anything wrong is answered with `bad_message` and ignored."""
+    error = _apply_config(session, text)
+    if error is not None:
+        session.post(error)
+
+
+def _apply_config(session: Session, text: str) -> ErrorEvent | None:
+    if len(text) > MAX_TEXT_MESSAGE:
+        return _bad(f"The text message is {len(text)} characters; a config message is at most {MAX_TEXT_MESSAGE}.")
+    try:
+        payload = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        return _bad(f'The text message is not JSON ({exc}); expected e.g. {{"type": "config", "task": "caption"}}.')
+    kind = payload.get("type") if isinstance(payload, dict) else None
+    if kind != "config":
+        return _bad(
+            f"Unknown message type {kind!r}; the only text message is a config, e.g. "
+            '{"type": "config", "task": "query", "question": "What is on the table?"}. Frames are binary.'
+        )
+    try:
+        task = convert.task_from_config(ConfigMessage.model_validate(payload))
+    except ValidationError as exc:
+        return _bad(f"Invalid config: {describe(exc)}.")
+    except ValueError as exc:
+        return _bad(f"Invalid config: {exc}")
+    if session.info is not None:
+        try:
+            session.info.check_task(task)
+        except UnsupportedTaskError as exc:
+            return ErrorEvent(code=ErrorCode.UNSUPPORTED_TASK.value, message=str(exc))
+    session.task = task
+    return None
+
+
+def _bad(message: str) -> ErrorEvent:
+    return ErrorEvent(code=ErrorCode.BAD_MESSAGE.value, message=message)

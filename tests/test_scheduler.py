@@ -1,0 +1,384 @@
+"""The freshness, fairness, batching and cancellation rules of camcap.engine.scheduler.
+
+Every wait is bounded: a broken scheduler fails these tests, it never hangs them. The gated fake
+lets a test decide exactly when the model is busy, so the rules are checked without timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import pytest
+from PIL import Image
+
+from camcap.engine.scheduler import Frame, FrameCaption, FrameError, Scheduler, Stream, StreamEvent, TokenDelta
+from camcap.errors import UnsupportedTaskError
+from camcap.models.base import Task
+from camcap.server.messages import ErrorCode
+from tests.fakes import FakeCaptioner
+
+RED, GREEN, BLUE, YELLOW, GREY = (200, 0, 0), (0, 200, 0), (0, 0, 200), (200, 200, 0), (90, 90, 90)
+WAIT = 10.0  # seconds; only ever reached when something is broken
+
+
+def run(coro_fn: Callable[[], object]) -> object:
+    async def bounded():
+        return await asyncio.wait_for(coro_fn(), WAIT * 2)  # type: ignore[arg-type]
+
+    return asyncio.run(bounded())
+
+
+def frame(seq: int, colour: tuple[int, int, int] = GREY, task: Task | None = None, **kwargs) -> Frame:
+    return Frame(seq=seq, image=Image.new("RGB", (32, 24), colour), task=task or Task.caption(), **kwargs)
+
+
+async def until(predicate: Callable[[], bool], what: str = "condition") -> None:
+    for _ in range(int(WAIT / 0.005)):
+        if predicate():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"timed out waiting for: {what}")
+
+
+async def next_event(stream: Stream) -> StreamEvent:
+    return await asyncio.wait_for(stream.next_event(), WAIT)
+
+
+async def next_caption(stream: Stream) -> tuple[FrameCaption, list[TokenDelta]]:
+    tokens: list[TokenDelta] = []
+    while True:
+        event = await next_event(stream)
+        if isinstance(event, FrameCaption):
+            return event, tokens
+        if isinstance(event, FrameError):
+            raise AssertionError(f"unexpected error event: {event}")
+        tokens.append(event)
+
+
+def words_of(colour: tuple[int, int, int]) -> str:
+    return "colour {} {} {}".format(*colour)
+
+
+@contextmanager
+def scheduler_for(fake: FakeCaptioner, **kwargs) -> Iterator[Scheduler]:
+    scheduler = Scheduler(fake, **kwargs)
+    scheduler.start()
+    try:
+        yield scheduler
+    finally:
+        scheduler.close()
+        assert not scheduler.running
+
+
+def test_tokens_stream_then_the_caption_with_its_timings():
+    fake = FakeCaptioner()
+
+    async def main():
+        with scheduler_for(fake) as scheduler:
+            stream = scheduler.open_stream()
+            stream.submit(frame(41, RED, captured_at=1234.5, receive_ms=3.0, image_decode_ms=1.5))
+            caption, tokens = await next_caption(stream)
+            assert [t.seq for t in tokens] == [41] * 4
+            assert "".join(t.text for t in tokens) == caption.caption.text == words_of(RED)
+            assert (caption.seq, caption.captured_at, caption.skipped) == (41, 1234.5, 0)
+            t = caption.timings
+            assert (t.receive_ms, t.image_decode_ms, t.tokens) == (3.0, 1.5, 4)
+            assert min(t.queue_ms, t.first_token_ms, t.decode_ms, t.inference_ms) >= 0
+            assert t.total_ms >= t.inference_ms
+
+    run(main)
+
+
+def test_a_newer_frame_replaces_the_waiting_one_and_nothing_queues():
+    fake = FakeCaptioner(gated=True)
+
+    async def main():
+        with scheduler_for(fake) as scheduler:
+            stream = scheduler.open_stream()
+            stream.submit(frame(0, RED))
+            await until(lambda: fake.started == 1, "the model to start frame 0")
+            # The model is busy with frame 0: each of these replaces the one before it.
+            stream.submit(frame(1, GREEN))
+            stream.submit(frame(2, BLUE))
+            stream.submit(frame(3, YELLOW))
+            fake.allow(3)
+            first, _ = await next_caption(stream)
+            second, _ = await next_caption(stream)
+            assert (first.seq, first.skipped) == (0, 0)
+            assert (second.seq, second.skipped) == (3, 2)
+            assert second.caption.text == words_of(YELLOW)
+            await asyncio.sleep(0.05)  # room for a wrongly queued frame to reach the model
+            assert fake.seen == [RED, YELLOW]
+            assert stream.events.empty()
+            assert stream.skipped_total == 2
+
+    run(main)
+
+
+def test_frames_sent_faster_than_the_model_captions_only_the_newest():
+    fake = FakeCaptioner(token_delay=0.01)
+
+    async def main():
+        with scheduler_for(fake) as scheduler:
+            stream = scheduler.open_stream()
+            for seq in range(30):
+                stream.submit(frame(seq, (seq, seq, seq)))
+                await asyncio.sleep(0)
+            captions = []
+            while not captions or captions[-1].seq != 29:
+                captions.append((await next_caption(stream))[0])
+            seqs = [c.seq for c in captions]
+            assert seqs == sorted(set(seqs)), "captions come in order, each frame at most once"
+            assert len(captions) < 30
+            # Every frame was either captioned or counted as skipped: none is lost, none waits.
+            assert len(captions) + sum(c.skipped for c in captions) == 30 == len(captions) + stream.skipped_total
+
+    run(main)
+
+
+def test_two_streams_with_waiting_frames_take_turns():
+    fake = FakeCaptioner(gated=True)
+
+    async def main():
+        with scheduler_for(fake) as scheduler:
+            a, b = scheduler.open_stream(), scheduler.open_stream()
+            a.submit(frame(0, RED))
+            await until(lambda: fake.started == 1, "a's first frame to start")
+            a.submit(frame(1, GREEN))  # waits first...
+            b.submit(frame(0, BLUE))  # ...but b has not been served yet: b goes next
+            fake.allow()
+            await until(lambda: fake.started == 2, "the second generation")
+            assert fake.seen[1] == BLUE
+            a.submit(frame(2, YELLOW))  # replaces a's green frame while b's is captioned
+            fake.allow()
+            await until(lambda: fake.started == 3, "the third generation")
+            assert fake.seen == [RED, BLUE, YELLOW]
+            fake.allow()
+            a_first, a_second, b_first = (
+                (await next_caption(a))[0],
+                (await next_caption(a))[0],
+                (await next_caption(b))[0],
+            )
+            assert (a_first.seq, a_second.seq, a_second.skipped, b_first.seq) == (0, 2, 1, 0)
+
+    run(main)
+
+
+def test_a_flooding_stream_does_not_starve_live_streams():
+    fake = FakeCaptioner(token_delay=0.002)
+
+    async def main():
+        with scheduler_for(fake) as scheduler:
+            flood = scheduler.open_stream()
+            stop = asyncio.Event()
+
+            async def flooder():
+                seq = 0
+                while not stop.is_set():
+                    flood.submit(frame(seq, RED))
+                    seq += 1
+                    await asyncio.sleep(0.001)
+
+            async def live(colour):
+                stream = scheduler.open_stream()
+                for seq in range(5):  # "live" pacing: the next frame when the caption is done
+                    stream.submit(frame(seq, colour))
+                    caption, _ = await next_caption(stream)
+                    assert (caption.seq, caption.caption.text) == (seq, words_of(colour))
+
+            flooding = asyncio.create_task(flooder())
+            await asyncio.gather(live(GREEN), live(BLUE))
+            stop.set()
+            await flooding
+
+    run(main)
+
+
+def test_closing_a_stream_mid_caption_cancels_the_generation_and_frees_the_frame():
+    fake = FakeCaptioner(token_delay=0.005, words=2000)
+
+    async def main():
+        with scheduler_for(fake) as scheduler:
+            stream = scheduler.open_stream()
+            image = Image.new("RGB", (32, 24), RED)
+            image_ref = weakref.ref(image)
+            stream.submit(Frame(seq=0, image=image, task=Task.caption()))
+            del image
+            assert isinstance(await next_event(stream), TokenDelta)
+            stream.close()
+            await until(lambda: fake.closed_early == 1, "the generation to be closed")
+            assert scheduler.stream_count == 0
+            await until(lambda: gc.collect() >= 0 and image_ref() is None, "the frame to be freed")
+            await asyncio.sleep(0.02)
+            events = []
+            while not stream.events.empty():
+                events.append(stream.events.get_nowait())
+            assert not any(isinstance(e, FrameCaption) for e in events)
+            assert len(events) < 2000
+
+    run(main)
+
+
+def test_closing_a_stream_drops_its_waiting_frame():
+    fake = FakeCaptioner(gated=True)
+
+    async def main():
+        with scheduler_for(fake) as scheduler:
+            a, b = scheduler.open_stream(), scheduler.open_stream()
+            a.submit(frame(0, RED))
+            await until(lambda: fake.started == 1, "a's frame to start")
+            b.submit(frame(0, BLUE))
+            b.close()
+            fake.allow(2)
+            await next_caption(a)
+            await asyncio.sleep(0.05)
+            assert fake.seen == [RED]
+            with pytest.raises(RuntimeError, match="closed"):
+                b.submit(frame(1, BLUE))
+
+    run(main)
+
+
+def test_waiting_frames_of_several_streams_run_as_one_batch():
+    fake = FakeCaptioner(gated=True, max_batch=2)
+
+    async def main():
+        with scheduler_for(fake) as scheduler:
+            assert scheduler.max_batch == 2
+            a, b, c, d = (scheduler.open_stream() for _ in range(4))
+            a.submit(frame(0, RED))
+            await until(lambda: fake.started == 1, "a's frame to start")
+            b.submit(frame(10, GREEN))
+            c.submit(frame(20, BLUE))
+            d.submit(frame(30, YELLOW))
+            fake.allow(3)
+            results = {}
+            for stream, colour in ((a, RED), (b, GREEN), (c, BLUE), (d, YELLOW)):
+                caption, tokens = await next_caption(stream)
+                # Each stream gets its own item's tokens and text, never a neighbour's.
+                assert caption.caption.text == "".join(t.text for t in tokens) == words_of(colour)
+                results[colour] = caption.seq
+            assert results == {RED: 0, GREEN: 10, BLUE: 20, YELLOW: 30}
+            assert fake.batches == [1, 2, 1]
+
+    run(main)
+
+
+def test_a_closed_stream_in_a_batch_lets_the_others_finish():
+    fake = FakeCaptioner(gated=True, max_batch=2, token_delay=0.01)
+
+    async def main():
+        with scheduler_for(fake) as scheduler:
+            first, a, b = scheduler.open_stream(), scheduler.open_stream(), scheduler.open_stream()
+            first.submit(frame(0, GREY))
+            await until(lambda: fake.started == 1, "the first frame to start")
+            a.submit(frame(1, RED))
+            b.submit(frame(2, BLUE))
+            fake.allow()
+            await until(lambda: fake.started == 2, "the batch of a and b to start")
+            assert fake.batches == [1, 2]
+            b.close()
+            fake.allow()
+            caption, tokens = await next_caption(a)
+            # a still needed the generation, so it ran until a's caption was complete.
+            assert caption.caption.text == "".join(t.text for t in tokens) == words_of(RED)
+            assert not any(isinstance(e, FrameCaption) for e in _drain(b))
+
+    run(main)
+
+
+def test_settings_can_cap_the_batch_below_the_models():
+    assert Scheduler(FakeCaptioner(max_batch=8), max_batch=3).max_batch == 3
+    assert Scheduler(FakeCaptioner(max_batch=2), max_batch=16).max_batch == 2
+    assert Scheduler(FakeCaptioner(max_batch=4)).max_batch == 4
+
+
+def test_a_task_the_model_cannot_do_is_refused_at_submit():
+    async def main():
+        with scheduler_for(FakeCaptioner()) as scheduler:
+            stream = scheduler.open_stream()
+            with pytest.raises(UnsupportedTaskError, match="supports: caption, query"):
+                stream.submit(frame(0, task=Task.detect("cup")))
+
+    run(main)
+
+
+def test_a_model_failure_is_reported_and_the_worker_carries_on():
+    fake = FakeCaptioner(fail_with=RuntimeError("CUDA out of memory"))
+
+    async def main():
+        with scheduler_for(fake) as scheduler:
+            stream = scheduler.open_stream()
+            stream.submit(frame(5, RED))
+            error = await next_event(stream)
+            assert isinstance(error, FrameError)
+            assert (error.seq, error.code) == (5, ErrorCode.MODEL_ERROR)
+            assert "CUDA out of memory" in error.message
+            fake.fail_with = None
+            stream.submit(frame(6, GREEN))
+            caption, _ = await next_caption(stream)
+            assert caption.seq == 6
+
+    run(main)
+
+
+def test_close_cancels_the_caption_in_progress_and_stops_the_worker():
+    fake = FakeCaptioner(token_delay=0.005, words=2000)
+
+    async def main():
+        scheduler = Scheduler(fake)
+        scheduler.start()
+        stream = scheduler.open_stream()
+        stream.submit(frame(0, RED))
+        assert isinstance(await next_event(stream), TokenDelta)
+        await asyncio.to_thread(scheduler.close)
+        assert not scheduler.running
+        assert fake.closed_early == 1
+        event = await next_event(stream)
+        while isinstance(event, TokenDelta):  # tokens written before the close
+            event = await next_event(stream)
+        assert isinstance(event, FrameError) and event.code is ErrorCode.SERVER_CLOSING
+        stream.submit(frame(1, RED))  # refused politely: the stream's owner hears why
+        error = await next_event(stream)
+        assert isinstance(error, FrameError) and (error.seq, error.code) == (1, ErrorCode.SERVER_CLOSING)
+        with pytest.raises(RuntimeError, match="closed"):
+            scheduler.open_stream()
+
+    run(main)
+    assert not [t for t in threading.enumerate() if t.name == "camcap-model-worker"]
+
+
+def test_start_twice_is_an_error():
+    scheduler = Scheduler(FakeCaptioner())
+    scheduler.start()
+    try:
+        with pytest.raises(RuntimeError, match="already started"):
+            scheduler.start()
+    finally:
+        scheduler.close()
+
+
+def test_a_sink_receives_events_instead_of_the_queue():
+    received: list[StreamEvent] = []
+
+    async def main():
+        with scheduler_for(FakeCaptioner(words=2)) as scheduler:
+            stream = scheduler.open_stream(sink=received.append)
+            stream.submit(frame(3, RED))
+            await until(lambda: any(isinstance(e, FrameCaption) for e in received), "the caption")
+            assert stream.events.empty()
+            assert [type(e).__name__ for e in received] == ["TokenDelta", "TokenDelta", "FrameCaption"]
+
+    run(main)
+
+
+def _drain(stream: Stream) -> list[StreamEvent]:
+    events = []
+    while not stream.events.empty():
+        events.append(stream.events.get_nowait())
+    return events
