@@ -1,0 +1,285 @@
+// The page's wiring: camera -> frame grabber -> pacer -> connection -> view.
+// Each part lives in its own module; this one holds the little state they share and decides
+// what the user is told.
+
+import { Camera } from "./camera.js";
+import { Controls } from "./controls.js";
+import { FrameGrabber, nowMs, packFrame } from "./frames.js";
+import { Pacer } from "./pacer.js";
+import { Connection } from "./stream.js";
+import { View } from "./ui.js";
+
+const view = new View();
+const controls = new Controls();
+const camera = new Camera(view.video);
+const grabber = new FrameGrabber();
+const connection = new Connection();
+const pacer = new Pacer(sendFrame);
+
+const state = {
+  /** @type {"off" | "starting" | "on" | "error"} */
+  camera: "off",
+  /** @type {import("./camera.js").CameraError | null} */
+  cameraError: null,
+  /** @type {import("./stream.js").StateDetail} */
+  connection: { state: "connecting" },
+  /** The model as the server describes it (ModelInfoOut in camcap/server/messages.py). */
+  model: null,
+  modelName: null,
+  /** What the server accepts per frame (LimitsOut), from the ready event. */
+  limits: null,
+  nextSeq: 0,
+};
+
+// --- frames --------------------------------------------------------------------------------------
+
+/** Capture, encode and send one frame; its seq, or null if nothing could be sent now. */
+async function sendFrame() {
+  if (!connection.ready || !camera.isOn) return null;
+  // Bytes still queued from the previous frame mean a slow link: a new frame would only queue
+  // behind them and arrive stale. Try again shortly instead.
+  if (connection.buffered > 0) return null;
+  const frame = await grabber.grab(view.video, {
+    inputSize: state.model?.input_size ?? 0,
+    quality: controls.settings.quality,
+  });
+  if (!frame || !connection.ready) return null;
+  const maxBytes = state.limits?.max_frame_bytes;
+  if (maxBytes && frame.jpeg.size > maxBytes) {
+    // The server would refuse it (frame_too_large); say why instead of sending it in vain.
+    view.flash(
+      `A frame is ${Math.round(frame.jpeg.size / 1024)} KB, over the server's limit of ${Math.round(maxBytes / 1024)} KB: lower the JPEG quality.`,
+    );
+    return null;
+  }
+  const image = new Uint8Array(await frame.jpeg.arrayBuffer());
+  const seq = state.nextSeq++;
+  // sent_at is taken last, right before the bytes go to the socket.
+  const message = packFrame({ seq, captured_at: frame.capturedAt, sent_at: nowMs() }, image);
+  return connection.send(message) ? seq : null;
+}
+
+function applyPacing() {
+  const { pacing, minGap, interval } = controls.settings;
+  pacer.configure({ mode: pacing, minGapMs: minGap * 1000, intervalMs: interval * 1000 });
+}
+
+function sendConfig() {
+  const message = controls.configMessage();
+  if (message === null) {
+    view.flash("Type a question to ask of every frame; until then the previous task continues.");
+    return;
+  }
+  view.setCaptionLabel(message.task === "query" ? `Q: ${message.question}` : null);
+  connection.send(JSON.stringify(message));
+}
+
+// --- camera --------------------------------------------------------------------------------------
+
+async function startCamera() {
+  setCamera("starting");
+  try {
+    try {
+      await camera.start(controls.settings.deviceId);
+    } catch (error) {
+      // A remembered camera may be gone (unplugged): fall back to the default one once.
+      if (error.kind !== "none" || !controls.settings.deviceId) throw error;
+      await camera.start("");
+    }
+  } catch (error) {
+    state.cameraError = error;
+    setCamera("error");
+    return;
+  }
+  state.cameraError = null;
+  camera.onEnded(() => {
+    stopCamera();
+    view.flash("The camera stopped: it was unplugged or another application took it.");
+  });
+  setCamera("on");
+  pacer.start();
+  Camera.list()
+    .then((devices) => controls.setCameras(devices, camera.deviceId))
+    .catch(() => {});
+}
+
+function stopCamera() {
+  pacer.stop();
+  camera.stop();
+  // The caption describes a picture no longer shown: take it down with the video.
+  view.clearCaption();
+  setCamera("off");
+}
+
+function setCamera(cameraState) {
+  state.camera = cameraState;
+  view.setCameraState(cameraState);
+  render();
+}
+
+// --- what the user is told -----------------------------------------------------------------------
+
+const CAMERA_ERROR_TITLES = {
+  denied: "Camera access denied",
+  none: "No camera found",
+  busy: "Camera unavailable",
+  insecure: "Camera not available on this address",
+  unknown: "Camera error",
+};
+
+function render() {
+  const c = state.connection;
+  const name = state.model?.name ?? state.modelName ?? "the model";
+  const retryIn = Math.max(0, Math.ceil(((c.retryAt ?? 0) - Date.now()) / 1000));
+
+  switch (c.state) {
+    case "ready":
+      view.setPill(state.camera === "on" ? "Live" : "Connected", "ok");
+      break;
+    case "loading":
+      view.setPill("Loading model…", "busy");
+      break;
+    case "model-error":
+      view.setPill("Model error", "error");
+      break;
+    case "unreachable":
+      view.setPill(`Server unreachable · retry ${c.attempt} in ${retryIn} s`, "warn");
+      break;
+    default:
+      view.setPill("Connecting…", "busy");
+  }
+
+  // The most urgent thing wins the notice card; nothing shows while captions flow.
+  if (state.camera === "error" && state.cameraError) {
+    view.setNotice({
+      title: CAMERA_ERROR_TITLES[state.cameraError.kind] ?? CAMERA_ERROR_TITLES.unknown,
+      text: state.cameraError.message,
+      tone: "error",
+    });
+  } else if (c.state === "unreachable") {
+    view.setNotice({
+      title: "Server unreachable",
+      // No countdown here: this is a live region, and a ticking number would be read out every second.
+      text: `${c.message} Retrying automatically, less often each time. Is \`camcap serve\` still running?`,
+      tone: "warn",
+      action: { label: "Retry now", onClick: () => connection.retryNow() },
+    });
+  } else if (c.state === "model-error") {
+    // Verbatim: the server's message says what failed and what to do.
+    view.setNotice({ title: "Model error", text: c.message ?? "", tone: "error" });
+  } else if (c.state === "loading") {
+    view.setNotice({
+      title: "Loading model…",
+      text: `camcap is loading ${name}. Captions start as soon as it is ready.`,
+    });
+  } else if (c.state === "connecting") {
+    view.setNotice({ title: "Connecting…", text: "Reaching the camcap server on this machine." });
+  } else if (state.camera === "off") {
+    view.setNotice({
+      title: "Camera is off",
+      text: "Press Start camera to begin. Frames go only to the camcap server on this machine.",
+    });
+  } else if (state.camera === "starting") {
+    view.setNotice({ title: "Starting camera…", text: "Allow camera access if the browser asks." });
+  } else {
+    view.setNotice(null);
+  }
+}
+
+// --- the server ----------------------------------------------------------------------------------
+
+connection.addEventListener("state", ({ detail }) => {
+  state.connection = detail;
+  if (detail.info?.model) setModel(detail.info.model);
+  else if (detail.info?.name) state.modelName = detail.info.name;
+  view.setModel(state.model, state.modelName);
+  render();
+});
+
+connection.addEventListener("ready", ({ detail }) => {
+  // The ready event is authoritative for this stream: size, tasks and name come from it.
+  setModel(detail.model);
+  state.limits = detail.limits ?? null;
+  view.setModel(state.model, state.modelName);
+  sendConfig();
+  pacer.reset(); // send the first frame now rather than at the next retry tick
+  render();
+});
+
+connection.addEventListener("closed", () => {
+  // Whatever was in flight will never be answered; a caption in progress will not finish.
+  pacer.reset();
+  view.captionInterrupted();
+});
+
+connection.addEventListener("token", ({ detail }) => view.captionToken(detail.seq, detail.text));
+
+connection.addEventListener("caption", ({ detail }) => {
+  const ageMs = detail.captured_at ? nowMs() - detail.captured_at : null;
+  const label = detail.task === "query" ? controls.configMessage()?.question : null;
+  view.captionFinal(detail, { ageMs, label: label ? `Q: ${label} A:` : null });
+  pacer.done(detail.seq);
+});
+
+connection.addEventListener("error", ({ detail }) => {
+  // An error about one frame frees the model for the next one; the stream goes on.
+  if (detail.seq !== null && detail.seq !== undefined) pacer.done(detail.seq);
+  view.flash(
+    detail.seq !== null && detail.seq !== undefined ? `Frame ${detail.seq}: ${detail.message}` : detail.message,
+  );
+});
+
+function setModel(model) {
+  if (!model) return;
+  state.model = model;
+  state.modelName = model.name;
+  controls.setSupportedTasks(model.tasks);
+}
+
+// --- controls ------------------------------------------------------------------------------------
+
+document.getElementById("start-btn").addEventListener("click", () => {
+  if (state.camera === "on") stopCamera();
+  else startCamera();
+});
+
+document.getElementById("mirror-btn").addEventListener("click", () => {
+  const mirror = !controls.settings.mirror;
+  controls.setMirror(mirror);
+  view.setMirror(mirror);
+});
+
+const fullscreenButton = document.getElementById("fullscreen-btn");
+fullscreenButton.disabled = !document.fullscreenEnabled;
+fullscreenButton.addEventListener("click", () => {
+  // The whole stage goes fullscreen, so the caption and controls stay over the video.
+  if (document.fullscreenElement) document.exitFullscreen();
+  else view.stage.requestFullscreen().catch((error) => view.flash(`Fullscreen was refused: ${error.message}`));
+});
+document.addEventListener("fullscreenchange", () => view.setFullscreen(Boolean(document.fullscreenElement)));
+
+controls.addEventListener("camera", () => {
+  if (state.camera === "on") startCamera();
+});
+controls.addEventListener("task", () => sendConfig());
+controls.addEventListener("pacing", () => applyPacing());
+
+navigator.mediaDevices?.addEventListener?.("devicechange", () => {
+  Camera.list()
+    .then((devices) => controls.setCameras(devices, camera.deviceId))
+    .catch(() => {});
+});
+
+// A countdown that says "retry in 3 s" must tick even when nothing else happens.
+setInterval(() => {
+  if (state.connection.state === "unreachable") render();
+}, 1000);
+
+view.setMirror(controls.settings.mirror);
+view.setCameraState("off");
+applyPacing();
+render();
+Camera.list()
+  .then((devices) => controls.setCameras(devices, ""))
+  .catch(() => {}); // no picker entries is fine: "Default camera" still works
+connection.start();
