@@ -103,8 +103,9 @@ def _cpu_hint() -> str:
     if torch.version.cuda is None and nvidia_gpu_present():
         return (
             "; an NVIDIA GPU is present but the installed torch "
-            f"({torch.__version__}) is a CPU-only build. Install a CUDA build: "
-            "pip install --force-reinstall torch --index-url https://download.pytorch.org/whl/cu124"
+            f"({torch.__version__}) is a CPU-only build. Install a CUDA build, e.g. "
+            "pip install --force-reinstall torch --index-url https://download.pytorch.org/whl/cu128 "
+            "(`camcap doctor` names the build that matches your driver)"
         )
     return "."
 
