@@ -270,6 +270,24 @@ def save_artifact(name: str) -> Path:
     return ARTIFACTS / name
 
 
+def assert_live_pacing(wire: Wire) -> None:
+    """Live pacing: a frame is sent only once the previous one was answered (caption, unchanged or
+    error)."""
+    answered: set[int] = set()
+    previous: int | None = None
+    for kind, payload in wire.messages:
+        if kind == "received":
+            event = json.loads(payload)
+            if event["type"] in ("caption", "unchanged", "error") and event.get("seq") is not None:
+                answered.add(event["seq"])
+        elif isinstance(payload, bytes):
+            seq = parse_frame(payload).seq
+            assert previous is None or previous in answered, (
+                f"Frame {seq} was sent while frame {previous} was in flight"
+            )
+            previous = seq
+
+
 # --- tests ---------------------------------------------------------------------------------------
 
 
@@ -320,20 +338,7 @@ def test_live_captions_of_the_fake_camera(camcap_server: Server, page: Any, page
             f"{model['input_size']} is {expected_size(model['input_size'])}"
         )
 
-    # Live pacing: a frame is sent only after the previous one's caption (or error) came back.
-    answered: set[int] = set()
-    previous: int | None = None
-    for kind, payload in wire.messages:
-        if kind == "received":
-            event = json.loads(payload)
-            if event["type"] in ("caption", "error") and event.get("seq") is not None:
-                answered.add(event["seq"])
-        elif isinstance(payload, bytes):
-            seq = parse_frame(payload).seq
-            assert previous is None or previous in answered, (
-                f"Frame {seq} was sent while frame {previous} was in flight"
-            )
-            previous = seq
+    assert_live_pacing(wire)
 
     # Every caption answers a frame the page sent, echoes its capture time, and was streamed.
     by_seq = {frame.seq: frame for frame in frames}
@@ -370,6 +375,7 @@ def test_live_captions_of_the_fake_camera(camcap_server: Server, page: Any, page
     for stat in ("#stat-inference", "#stat-ttft", "#stat-age"):
         expect(page.locator(stat)).to_have_text(duration)
     expect(page.locator("#stat-skipped")).to_have_text(re.compile(r"^\d+$"))
+    expect(page.locator("#stat-unchanged")).to_have_text(re.compile(r"^\d+$"))
     expect(page.locator("#notice")).to_be_hidden()
 
     page.screenshot(path=save_artifact("browser-live.png"))
@@ -508,4 +514,56 @@ def test_lost_stream_reconnects_and_captions_resume(camcap_server: Server, page:
     wait_for(page, lambda: captions_per_connection[1], "a caption on the new connection", timeout_s=60)
     expect(page.locator("#connection-pill")).to_have_text("Live")
     expect(page.locator("#notice")).to_be_hidden()
+    assert page_errors == []
+
+
+# A camera that films a still scene: a canvas that never changes, repainted so frames keep coming.
+_STILL_CAMERA = """
+    navigator.mediaDevices.getUserMedia = async () => {
+        const canvas = document.createElement("canvas");
+        canvas.width = 640;
+        canvas.height = 480;
+        const context = canvas.getContext("2d");
+        const paint = () => {
+            context.fillStyle = "#4a6d8c";
+            context.fillRect(0, 0, 640, 480);
+            context.fillStyle = "#e0c070";
+            context.fillRect(120, 200, 200, 150);
+            context.fillStyle = "#202020";
+            context.beginPath();
+            context.arc(460, 160, 70, 0, 2 * Math.PI);
+            context.fill();
+        };
+        paint();
+        setInterval(paint, 50);
+        return canvas.captureStream(20);
+    };
+"""
+
+
+def test_a_still_scene_is_answered_unchanged_and_the_page_keeps_going(
+    camcap_server: Server, page: Any, page_errors: list[str]
+) -> None:
+    """The server answers frames of a scene that has not changed with `unchanged`, not a caption.
+
+    The page must take that as the answer to its frame: keep the caption up, count it, and send
+    the next frame. A page that waited for a caption instead would stall after the first one.
+    """
+    from playwright.sync_api import expect
+
+    page.add_init_script(_STILL_CAMERA)
+    wire = Wire.attach(page)
+    page.goto(camcap_server.url)
+    expect(page.locator("#connection-pill")).to_have_text("Connected")
+    page.get_by_role("button", name="Start camera").click()
+    wait_for(page, lambda: len(wire.events("unchanged")) >= 3, "three unchanged answers in a row")
+
+    captions = wire.events("caption")
+    assert len(captions) == 1, f"A still scene is captioned once, got {len(captions)} captions"
+    for event in wire.events("unchanged"):
+        assert event["reference_seq"] == captions[0]["seq"]
+        assert 0 <= event["difference"] < 0.2, event
+    assert_live_pacing(wire)
+    expect(page.locator("#caption-text")).to_have_text(captions[0]["text"])
+    expect(page.locator("#stat-unchanged")).not_to_have_text("0")
     assert page_errors == []

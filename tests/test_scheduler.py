@@ -16,11 +16,23 @@ from contextlib import contextmanager
 import pytest
 from PIL import Image
 
-from camcap.engine.scheduler import Frame, FrameCaption, FrameError, Scheduler, Stream, StreamEvent, TokenDelta
+from camcap.engine.change import signature
+from camcap.engine.options import StreamOptions
+from camcap.engine.scheduler import (
+    Frame,
+    FrameCaption,
+    FrameError,
+    FrameUnchanged,
+    Scheduler,
+    Stream,
+    StreamEvent,
+    TokenDelta,
+)
 from camcap.errors import UnsupportedTaskError
 from camcap.models.base import Task
 from camcap.server.messages import ErrorCode
 from tests.fakes import FakeCaptioner
+from tests.test_gating import BASE, Scene, render, shoot
 
 RED, GREEN, BLUE, YELLOW, GREY = (200, 0, 0), (0, 200, 0), (0, 0, 200), (200, 200, 0), (90, 90, 90)
 WAIT = 10.0  # seconds; only ever reached when something is broken
@@ -382,3 +394,278 @@ def _drain(stream: Stream) -> list[StreamEvent]:
     while not stream.events.empty():
         events.append(stream.events.get_nowait())
     return events
+
+
+# --- change gating -------------------------------------------------------------------------------
+
+
+def shot(seq: int, scene: Scene = BASE, *, noise_seed: int = 0, quality: int = 80, task: Task | None = None, **kwargs):
+    """A camera-like frame of `scene`, with its change signature, as the WebSocket path makes it."""
+    image = shoot(render(scene), quality=quality, seed=noise_seed)
+    return Frame(seq=seq, image=image, task=task or Task.caption(), signature=signature(image), **kwargs)
+
+
+MOVED = Scene(cup=(326, 200))  # the cup moved by 5 % of the width
+
+
+async def expect_unchanged(stream: Stream, seq: int, reference: int) -> FrameUnchanged:
+    event = await next_event(stream)
+    assert isinstance(event, FrameUnchanged), f"expected frame {seq} to be unchanged, got {event}"
+    assert (event.seq, event.reference_seq) == (seq, reference)
+    return event
+
+
+@pytest.mark.parametrize(
+    "again",
+    [
+        pytest.param({"noise_seed": 0}, id="identical"),
+        pytest.param({"noise_seed": 0, "quality": 60}, id="re-encoded"),
+        pytest.param({"noise_seed": 5}, id="new-sensor-noise"),
+    ],
+)
+def test_a_frame_of_the_same_scene_is_answered_unchanged_without_the_model(again):
+    fake = FakeCaptioner()
+
+    async def main():
+        with scheduler_for(fake) as scheduler:
+            stream = scheduler.open_stream()
+            stream.submit(shot(0, captured_at=100.0))
+            await next_caption(stream)
+            stream.submit(shot(1, captured_at=200.0, **again))
+            unchanged = await expect_unchanged(stream, 1, reference=0)
+            assert unchanged.captured_at == 200.0 and 0 <= unchanged.difference < StreamOptions().change_threshold
+            stream.submit(shot(2, MOVED))
+            caption, _ = await next_caption(stream)
+            assert (caption.seq, caption.unchanged, caption.skipped) == (2, 1, 0)
+            assert len(fake.seen) == 2 and stream.unchanged_total == 1
+
+    run(main)
+
+
+def test_a_threshold_of_zero_captions_every_frame():
+    fake = FakeCaptioner()
+
+    async def main():
+        with scheduler_for(fake, stream_options=StreamOptions(change_threshold=0)) as scheduler:
+            stream = scheduler.open_stream()
+            for seq in range(3):
+                stream.submit(shot(seq))
+                assert (await next_caption(stream))[0].seq == seq
+            assert len(fake.seen) == 3 and stream.unchanged_total == 0
+
+    run(main)
+
+
+def test_a_new_task_or_configuration_forces_a_caption_of_the_same_scene():
+    fake = FakeCaptioner()
+
+    async def main():
+        with scheduler_for(fake) as scheduler:
+            stream = scheduler.open_stream()
+            stream.submit(shot(0))
+            await next_caption(stream)
+            stream.submit(shot(1, task=Task.query("Is the cup still there?")))
+            assert (await next_caption(stream))[0].seq == 1
+            stream.submit(shot(2, task=Task.query("Is the cup still there?")))
+            await expect_unchanged(stream, 2, reference=1)
+            stream.configure(StreamOptions())  # e.g. the page re-sent its config
+            stream.submit(shot(3, task=Task.query("Is the cup still there?")))
+            assert (await next_caption(stream))[0].seq == 3
+            assert len(fake.seen) == 3
+
+    run(main)
+
+
+def test_an_unchanged_frame_is_compared_with_the_frame_being_captioned_and_drops_a_waiting_one():
+    fake = FakeCaptioner(gated=True)
+
+    async def main():
+        with scheduler_for(fake) as scheduler:
+            stream = scheduler.open_stream()
+            stream.submit(shot(0))
+            await until(lambda: fake.started == 1, "frame 0 to start")
+            stream.submit(shot(1, MOVED))  # waits...
+            stream.submit(shot(2, noise_seed=3))  # ...but the scene is back to what frame 0 shows
+            await expect_unchanged(stream, 2, reference=0)
+            fake.allow()
+            assert (await next_caption(stream))[0].seq == 0
+            await asyncio.sleep(0.05)  # room for the dropped frame to reach the model, wrongly
+            assert fake.started == 1
+            stream.submit(shot(3, MOVED))
+            fake.allow()
+            caption, _ = await next_caption(stream)
+            assert (caption.seq, caption.skipped, caption.unchanged) == (3, 1, 1)
+
+    run(main)
+
+
+def test_a_frame_whose_reference_failed_is_captioned():
+    fake = FakeCaptioner(fail_with=RuntimeError("CUDA out of memory"))
+
+    async def main():
+        with scheduler_for(fake) as scheduler:
+            stream = scheduler.open_stream()
+            stream.submit(shot(0))
+            assert isinstance(await next_event(stream), FrameError)
+            fake.fail_with = None
+            stream.submit(shot(1))  # no caption describes frame 0: this one must be captioned
+            assert (await next_caption(stream))[0].seq == 1
+
+    run(main)
+
+
+# --- stale-work cut ------------------------------------------------------------------------------
+
+CUT = StreamOptions(cut_stale=True, stale_after_ms=100)
+
+
+def test_a_stale_generation_is_cut_and_the_newest_frame_captioned():
+    fake = FakeCaptioner(gated=True, words=50)
+
+    async def main():
+        with scheduler_for(fake) as scheduler:
+            stream = scheduler.open_stream(options=CUT)
+            stream.submit(shot(0, captured_at=1000.0))
+            await until(lambda: fake.started == 1, "frame 0 to start")
+            stream.submit(shot(1, MOVED, captured_at=1500.0))
+            fake.allow(2)
+            error = await next_event(stream)
+            while isinstance(error, TokenDelta):
+                error = await next_event(stream)
+            assert isinstance(error, FrameError) and (error.seq, error.code) == (0, ErrorCode.SUPERSEDED)
+            assert "frame 1" in error.message
+            caption, _ = await next_caption(stream)
+            assert caption.seq == 1 and caption.caption.text.startswith(words_of(fake.seen[1]))
+            assert fake.closed_early == 1 and stream.cut_total == 1
+
+    run(main)
+
+
+@pytest.mark.parametrize(
+    ("options", "newer"),
+    [
+        pytest.param(StreamOptions(), shot(1, MOVED, captured_at=1500.0), id="off-by-default"),
+        pytest.param(CUT, shot(1, noise_seed=4, captured_at=1500.0), id="same-scene"),
+        pytest.param(CUT, shot(1, MOVED, captured_at=1050.0), id="not-much-newer"),
+    ],
+)
+def test_a_generation_is_not_cut_when_the_waiting_frame_does_not_make_it_stale(options, newer):
+    fake = FakeCaptioner(gated=True, words=50)
+
+    async def main():
+        with scheduler_for(fake) as scheduler:
+            stream = scheduler.open_stream(options=options)
+            stream.submit(shot(0, captured_at=1000.0))
+            await until(lambda: fake.started == 1, "frame 0 to start")
+            stream.submit(newer)
+            fake.allow(2)
+            first, before = await next_caption(stream)
+            assert first.seq == 0 and len([e for e in before if isinstance(e, TokenDelta)]) == 50
+            assert fake.closed_early == 0
+
+    run(main)
+
+
+def test_the_frame_that_replaced_a_cut_one_is_never_cut_itself():
+    fake = FakeCaptioner(gated=True, words=50)
+
+    async def main():
+        with scheduler_for(fake) as scheduler:
+            stream = scheduler.open_stream(options=CUT)
+            stream.submit(shot(0, captured_at=1000.0))
+            await until(lambda: fake.started == 1, "frame 0 to start")
+            stream.submit(shot(1, MOVED, captured_at=1500.0))
+            fake.allow()
+            await until(lambda: fake.started == 2, "frame 1 to replace the cut frame 0")
+            stream.submit(shot(2, captured_at=2000.0))  # changed again and much newer
+            fake.allow(2)
+            events = [await next_event(stream)]
+            while not isinstance(events[-1], FrameCaption):
+                events.append(await next_event(stream))
+            assert events[-1].seq == 1, "a scene that keeps changing still gets captions"
+            assert [e.code for e in events if isinstance(e, FrameError)] == [ErrorCode.SUPERSEDED]
+            assert (await next_caption(stream))[0].seq == 2
+            assert fake.closed_early == 1
+
+    run(main)
+
+
+def test_a_batch_shared_with_another_stream_is_not_cut_for_one_of_them():
+    fake = FakeCaptioner(gated=True, words=20, max_batch=2)
+
+    async def main():
+        with scheduler_for(fake, stream_options=CUT) as scheduler:
+            first, a, b = (scheduler.open_stream() for _ in range(3))
+            first.submit(frame(0, GREY))
+            await until(lambda: fake.started == 1, "the first frame to start")
+            a.submit(shot(0, captured_at=1000.0))
+            b.submit(shot(0, MOVED, captured_at=1000.0))
+            fake.allow()
+            await until(lambda: fake.started == 2, "the batch of a and b to start")
+            assert fake.batches == [1, 2]
+            a.submit(shot(1, MOVED, captured_at=2000.0))  # a's frame is stale; b still needs the batch
+            fake.allow()
+            assert (await next_caption(a))[0].seq == 0
+            assert (await next_caption(b))[0].seq == 0
+            assert fake.closed_early == 0
+            fake.allow()
+            assert (await next_caption(a))[0].seq == 1
+
+    run(main)
+
+
+# --- batching window -----------------------------------------------------------------------------
+
+
+def test_a_batch_window_gathers_frames_of_streams_that_arrive_nearly_together():
+    fake = FakeCaptioner(max_batch=2)
+
+    async def main():
+        # A long window, so the test never depends on timing: the second frame ends it.
+        with scheduler_for(fake, batch_window_ms=30_000) as scheduler:
+            a, b = scheduler.open_stream(), scheduler.open_stream()
+            a.submit(frame(0, RED))
+            await asyncio.sleep(0.05)  # without a window the model would start on a's frame alone
+            b.submit(frame(0, BLUE))
+            await next_caption(a)
+            await next_caption(b)
+            assert fake.batches == [2]
+
+    run(main)
+
+
+def test_a_batch_window_never_holds_a_lone_stream():
+    fake = FakeCaptioner(max_batch=4)
+
+    async def main():
+        with scheduler_for(fake, batch_window_ms=60_000) as scheduler:
+            stream = scheduler.open_stream()
+            stream.submit(frame(0, RED))
+            await next_caption(stream)  # bounded by WAIT, far less than the window
+
+    run(main)
+
+
+def test_streams_still_take_turns_with_a_batch_window():
+    fake = FakeCaptioner(gated=True, max_batch=2)
+
+    async def main():
+        with scheduler_for(fake, batch_window_ms=30_000) as scheduler:
+            a, b, c = (scheduler.open_stream() for _ in range(3))
+            a.submit(frame(0, RED))
+            b.submit(frame(0, GREEN))  # a full batch: taken at once
+            await until(lambda: fake.started == 1, "the first batch")
+            a.submit(frame(1, YELLOW))
+            c.submit(frame(0, BLUE))  # c has not been served yet: it goes first
+            fake.allow(2)
+            for stream in (a, b, a, c):
+                await next_caption(stream)
+            assert fake.batches == [2, 2]
+            assert fake.seen == [RED, GREEN, BLUE, YELLOW]
+
+    run(main)
+
+
+def test_scheduler_options_are_checked():
+    with pytest.raises(ValueError, match="batch_window_ms"):
+        Scheduler(FakeCaptioner(), batch_window_ms=-1)

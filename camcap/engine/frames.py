@@ -19,6 +19,7 @@ import anyio.to_thread
 from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import ValidationError
 
+from camcap.engine.change import FrameSignature, signature
 from camcap.engine.timing import monotonic, ms_since
 from camcap.errors import CamcapError, InvalidImageError
 from camcap.server.messages import FRAME_MAGIC, MAX_FRAME_HEADER_BYTES, FrameHeader, describe_validation_error
@@ -55,7 +56,8 @@ class DecodedImage:
     image: Image.Image
     format: str  # "JPEG", "PNG" or "WEBP": what the bytes were
     source_size: tuple[int, int]  # (width, height) as sent, before any downscale
-    decode_ms: float
+    decode_ms: float  # including the signature, when one was asked for
+    signature: FrameSignature | None = None  # for change gating (engine/change.py)
 
 
 def split_frame(message: bytes) -> tuple[FrameHeader | None, bytes]:
@@ -105,12 +107,16 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
-def decode_image(data: bytes, limits: FrameLimits | None = None, *, max_short_side: int | None = None) -> DecodedImage:
+def decode_image(
+    data: bytes, limits: FrameLimits | None = None, *, max_short_side: int | None = None, with_signature: bool = False
+) -> DecodedImage:
     """Validate and decode image bytes into an upright RGB image.
 
     `max_short_side`: downscale so the short side is at most this many pixels (the model's
     `input_size`; never upscales). Pages already send frames that size; this bounds what an
     HTTP upload of a 12-megapixel photo costs, and lets libjpeg decode at a reduced scale.
+    `with_signature`: also compute the frame's change signature, here, while the pixels are hot
+    and the caller is off the event loop.
 
     Raises `InvalidImageError` (empty, not an image, truncated, corrupt) or its subclass
     `FrameTooLargeError` (over a limit). Blocking CPU work: call it off the event loop.
@@ -165,14 +171,17 @@ def decode_image(data: bytes, limits: FrameLimits | None = None, *, max_short_si
         factor = max_short_side / short
         size = (max(1, round(rgb.width * factor)), max(1, round(rgb.height * factor)))
         rgb = rgb.resize(size, Image.Resampling.BICUBIC, reducing_gap=2.0)
-    return DecodedImage(image=rgb, format=fmt, source_size=(width, height), decode_ms=ms_since(start))
+    frame_signature = signature(rgb) if with_signature else None
+    return DecodedImage(
+        image=rgb, format=fmt, source_size=(width, height), decode_ms=ms_since(start), signature=frame_signature
+    )
 
 
 async def decode_image_off_loop(
-    data: bytes, limits: FrameLimits | None = None, *, max_short_side: int | None = None
+    data: bytes, limits: FrameLimits | None = None, *, max_short_side: int | None = None, with_signature: bool = False
 ) -> DecodedImage:
     """`decode_image` on a worker thread, so the event loop keeps serving other sockets."""
-    call = functools.partial(decode_image, data, limits, max_short_side=max_short_side)
+    call = functools.partial(decode_image, data, limits, max_short_side=max_short_side, with_signature=with_signature)
     return await anyio.to_thread.run_sync(call)
 
 

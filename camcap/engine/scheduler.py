@@ -10,6 +10,20 @@ and run as one batch. Events travel back to each stream on its event loop throug
 Closing a stream drops its waiting frame at once. If its frame is being captioned, the worker
 stops reading the backend's iterator and closes it, which cancels the generation; when other
 streams share the batch, their items finish and only the closed stream's events are dropped.
+
+Three policies make the model's time count (each stream's are in its `StreamOptions`):
+- Change gating: a frame that barely differs from the last frame the stream handed to the model
+  (same task) is answered `FrameUnchanged` at once and never reaches the slot (engine/change.py).
+- Stale-work cut: when a stream's frame is being captioned and a frame of the same stream waits
+  that was captured `stale_after_ms` later and shows a changed scene, the generation is stopped
+  (the backend's iterator is closed), the old frame is answered `superseded`, and the newer one
+  is taken next. Only when every unfinished item of the batch is stale (a batch shared with
+  other streams is never cut for one of them), and never twice in a row for a stream, so a scene
+  that keeps changing still gets captions.
+- Batching window: when fewer frames wait than a batch holds and other streams are open, the
+  worker waits until `batch_window_ms` after the first of them arrived for other streams' frames,
+  so that streams whose frames arrive nearly together share one batch. Taking streams least
+  recently served first (fairness) is unchanged.
 """
 
 from __future__ import annotations
@@ -24,6 +38,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from camcap.engine.change import ChangeGate, FrameSignature, difference
+from camcap.engine.options import StreamOptions
 from camcap.engine.timing import FrameTimings, monotonic, ms_since
 from camcap.errors import CamcapError, UnsupportedTaskError
 from camcap.models.base import Caption, Captioner, Event, ModelInfo, Task
@@ -46,6 +62,7 @@ class Frame:
     image_decode_ms: float = 0.0
     receive_ms: float | None = None  # client sent_at -> received, if the client said when it sent
     captured_at: float | None = None  # the client's capture time, echoed back untouched
+    signature: FrameSignature | None = None  # for change gating; without one, the frame is captioned
 
 
 @dataclass(frozen=True)
@@ -65,6 +82,18 @@ class FrameCaption:
     timings: FrameTimings
     skipped: int  # frames of this stream replaced by newer ones since the previous caption
     captured_at: float | None
+    unchanged: int = 0  # frames of this stream answered FrameUnchanged since the previous caption
+
+
+@dataclass(frozen=True)
+class FrameUnchanged:
+    """Frame `seq` was not captioned: it looks like frame `reference_seq`, whose caption (perhaps
+    still being written) describes it too."""
+
+    seq: int
+    reference_seq: int
+    difference: float  # camcap.engine.change.difference, below the stream's change_threshold
+    captured_at: float | None
 
 
 @dataclass(frozen=True)
@@ -76,7 +105,7 @@ class FrameError:
     message: str
 
 
-StreamEvent = TokenDelta | FrameCaption | FrameError
+StreamEvent = TokenDelta | FrameCaption | FrameUnchanged | FrameError
 Sink = Callable[[StreamEvent], None]
 
 
@@ -88,7 +117,10 @@ class _Job:
     frame: Frame
     queued_at: float
     skipped: int = 0
+    unchanged: int = 0
     taken_at: float = 0.0
+    tokens: int = 0  # token events delivered so far
+    after_cut: bool = False  # this frame replaced a cut one: it is never cut itself
     done: bool = False  # its Caption (or error) has been produced
 
 
@@ -96,22 +128,34 @@ class Stream:
     """One client's handle on the scheduler: a single waiting slot, and its events.
 
     Open it with `Scheduler.open_stream()` on the event loop that will read the events; call
-    `submit` and `close` from that loop. Events arrive in `events` (read with `next_event()`)
-    or, if the stream was opened with a sink, are handed to the sink on the loop.
+    `submit`, `configure` and `close` from that loop. Events arrive in `events` (read with
+    `next_event()`) or, if the stream was opened with a sink, are handed to the sink on the loop.
     """
 
     def __init__(
-        self, scheduler: Scheduler, stream_id: str, loop: asyncio.AbstractEventLoop, sink: Sink | None
+        self,
+        scheduler: Scheduler,
+        stream_id: str,
+        loop: asyncio.AbstractEventLoop,
+        sink: Sink | None,
+        options: StreamOptions,
     ) -> None:
         self.id = stream_id
         self.events: asyncio.Queue[StreamEvent] = asyncio.Queue()
         self.skipped_total = 0  # every frame this stream ever had replaced
+        self.unchanged_total = 0  # every frame answered FrameUnchanged
+        self.cut_total = 0  # every generation of this stream cut short (superseded)
+        # Read by the worker without the lock: only ever replaced whole (it is frozen).
+        self.options = options
         self._scheduler = scheduler
         self._loop = loop
         self._sink: Sink = sink or self.events.put_nowait
         # Guarded by the scheduler's lock.
         self._pending: _Job | None = None
         self._skipped = 0  # replaced since the worker last took a frame from this stream
+        self._unchanged = 0  # answered unchanged since the worker last took a frame
+        self._gate = ChangeGate()
+        self._after_cut = False  # the stream's last generation was cut: its next one is not
         self._closed = False
 
     @property
@@ -120,8 +164,16 @@ class Stream:
 
     def submit(self, frame: Frame) -> None:
         """Put `frame` in the stream's slot, replacing (and counting as skipped) any frame still
-        waiting there. Raises `UnsupportedTaskError` if the model cannot do `frame.task`."""
+        waiting there; or, if it looks like the last frame the model took, answer it with
+        `FrameUnchanged` (a frame still waiting is then dropped as skipped: the scene is back to
+        what the model is describing). Raises `UnsupportedTaskError` if the model cannot do
+        `frame.task`."""
         self._scheduler._submit(self, frame)
+
+    def configure(self, options: StreamOptions) -> None:
+        """Use `options` from the next frame on. The next frame is captioned whatever it shows:
+        a new configuration (usually a new task) deserves a fresh answer."""
+        self._scheduler._configure(self, options)
 
     async def next_event(self) -> StreamEvent:
         """The next event of a stream opened without a sink."""
@@ -150,9 +202,22 @@ class Scheduler:
     progress, and joins it. The captioner must be set up before the scheduler is built.
     """
 
-    def __init__(self, captioner: Captioner, *, max_batch: int | None = None) -> None:
+    def __init__(
+        self,
+        captioner: Captioner,
+        *,
+        max_batch: int | None = None,
+        batch_window_ms: float = 0.0,
+        stream_options: StreamOptions | None = None,
+    ) -> None:
+        """`max_batch` caps the backend's own; `batch_window_ms` is how long an idle model may wait
+        for a batch to fill; `stream_options` are the defaults of streams opened without any."""
+        if batch_window_ms < 0:
+            raise ValueError(f"batch_window_ms must be >= 0, got {batch_window_ms}.")
         self.info: ModelInfo = captioner.info
         self.max_batch = max(1, min(self.info.max_batch, max_batch or self.info.max_batch))
+        self.batch_window_ms = batch_window_ms
+        self.stream_options = stream_options or StreamOptions()
         self._captioner = captioner
         self._cond = threading.Condition()
         # Streams in least-recently-served order: the head is next in line (round robin).
@@ -179,16 +244,17 @@ class Scheduler:
         self._thread = threading.Thread(target=self._work, name="camcap-model-worker", daemon=True)
         self._thread.start()
 
-    def open_stream(self, sink: Sink | None = None) -> Stream:
+    def open_stream(self, sink: Sink | None = None, options: StreamOptions | None = None) -> Stream:
         """A new stream whose events are delivered on the running event loop.
 
         `sink`, if given, receives every event (on the loop) instead of `Stream.events`.
+        `options`: the stream's policies (default: the scheduler's `stream_options`).
         """
         loop = asyncio.get_running_loop()
         with self._cond:
             if self._stopping:
                 raise RuntimeError("The scheduler is closed; no new stream can be opened.")
-            stream = Stream(self, f"s{next(self._ids)}", loop, sink)
+            stream = Stream(self, f"s{next(self._ids)}", loop, sink, options or self.stream_options)
             self._streams[stream.id] = stream
         return stream
 
@@ -213,19 +279,38 @@ class Scheduler:
     def _submit(self, stream: Stream, frame: Frame) -> None:
         # Checked here so that one stream's bad task never fails a batch shared with others.
         self.info.check_task(frame.task)
-        job = _Job(stream, frame, queued_at=monotonic())
+        now = monotonic()
+        job = _Job(stream, frame, queued_at=now)
+        unchanged: FrameUnchanged | None = None
         with self._cond:
             if stream._closed:
                 raise RuntimeError(f"Stream {stream.id} is closed; open a new one with Scheduler.open_stream().")
             stopping = self._stopping
             if not stopping:
+                # Compared with the frame the model took last, not the one waiting: a frame that
+                # looks like what is being described makes the waiting one moot.
+                same = stream._gate.check(frame, stream.options, now)
                 if stream._pending is not None:
                     stream._skipped += 1
                     stream.skipped_total += 1
-                stream._pending = job
-                self._cond.notify()
+                if same is None:
+                    stream._pending = job
+                    self._cond.notify()
+                else:
+                    reference, value = same
+                    stream._pending = None
+                    stream._unchanged += 1
+                    stream.unchanged_total += 1
+                    unchanged = FrameUnchanged(frame.seq, reference.seq, value, frame.captured_at)
         if stopping:
             stream._post(FrameError(frame.seq, ErrorCode.SERVER_CLOSING, "The server is shutting down."))
+        elif unchanged is not None:
+            stream._post(unchanged)
+
+    def _configure(self, stream: Stream, options: StreamOptions) -> None:
+        with self._cond:
+            stream.options = options
+            stream._gate.forget()
 
     def _close_stream(self, stream: Stream) -> None:
         with self._cond:
@@ -254,9 +339,13 @@ class Scheduler:
                 if self._stopping:
                     return None
                 waiting = [stream for stream in self._streams.values() if stream._pending is not None]
-                if waiting:
+                if not waiting:
+                    self._cond.wait()
+                    continue
+                delay = self._gathering_delay(waiting)
+                if delay <= 0:
                     break
-                self._cond.wait()
+                self._cond.wait(delay)  # a submit wakes us early; then count again
             now = monotonic()
             jobs = []
             for stream in waiting[: self.max_batch]:
@@ -264,14 +353,28 @@ class Scheduler:
                 assert job is not None
                 stream._pending = None
                 job.skipped, stream._skipped = stream._skipped, 0
+                job.unchanged, stream._unchanged = stream._unchanged, 0
+                job.after_cut, stream._after_cut = stream._after_cut, False
                 job.taken_at = now
+                stream._gate.remember(job.frame, now)
                 self._streams.move_to_end(stream.id)  # served: to the back of the line
                 jobs.append(job)
             return jobs
 
+    def _gathering_delay(self, waiting: list[Stream]) -> float:
+        """Seconds the worker should still wait for more streams' frames before taking a batch."""
+        if self.batch_window_ms <= 0 or len(waiting) >= min(self.max_batch, len(self._streams)):
+            return 0.0  # the batch is as full as it can get
+        # From the first frame's arrival, not from now: no frame waits for company longer than
+        # the window in all, however long it already waited for a busy model.
+        first = min(stream._pending.queued_at for stream in waiting if stream._pending is not None)
+        return first + self.batch_window_ms / 1000.0 - monotonic()
+
     def _run_batch(self, jobs: list[_Job]) -> None:
         started = monotonic()
         events: Iterator[Event] | None = None
+        cut: list[_Job] = []
+        may_cut = any(job.stream.options.cut_stale and not job.after_cut for job in jobs)
         try:
             events = self._captioner.generate([(job.frame.image, job.frame.task) for job in jobs])
             for event in events:
@@ -283,16 +386,24 @@ class Scheduler:
                     if not job.stream.closed:
                         self._finish(job, event, started)
                 elif not job.stream.closed:
+                    job.tokens += 1
                     job.stream._post(TokenDelta(job.frame.seq, event.text))
                 if self._stopping or _abandoned(jobs):
                     break  # closing the iterator below cancels the generation
+                if may_cut and (cut := self._stale(jobs)):
+                    break
         except Exception as exc:
             self._fail(jobs, exc)
         finally:
             _close_iterator(events)
         if self._stopping:
             return
+        for job in cut:
+            self._supersede(job)
         for job in jobs:
+            if not job.done:
+                with self._cond:
+                    job.stream._gate.forget(job.frame.seq)  # no caption will describe it
             if not job.done and not job.stream.closed:
                 job.stream._post(
                     FrameError(
@@ -330,7 +441,40 @@ class Scheduler:
             caption.text,
         )
         # Logged first, so that whoever reads the caption can also find its log line.
-        job.stream._post(FrameCaption(job.frame.seq, caption, timings, job.skipped, job.frame.captured_at))
+        job.stream._post(
+            FrameCaption(job.frame.seq, caption, timings, job.skipped, job.frame.captured_at, job.unchanged)
+        )
+
+    def _stale(self, jobs: list[_Job]) -> list[_Job]:
+        """The batch's unfinished jobs if every one of them is superseded (or closed), else []."""
+        stale = []
+        with self._cond:
+            for job in jobs:
+                if job.done or job.stream.closed:
+                    continue
+                newer = job.stream._pending
+                if newer is None or not _supersedes(newer.frame, job):
+                    return []
+                stale.append(job)
+        return stale
+
+    def _supersede(self, job: _Job) -> None:
+        job.done = True
+        with self._cond:
+            job.stream._gate.forget(job.frame.seq)
+            job.stream._after_cut = True
+            job.stream.cut_total += 1
+            newer = job.stream._pending
+        logger.debug("stream %s frame %d: cut after %d tokens", job.stream.id, job.frame.seq, job.tokens)
+        later = f"frame {newer.frame.seq}" if newer is not None else "a newer frame"
+        job.stream._post(
+            FrameError(
+                job.frame.seq,
+                ErrorCode.SUPERSEDED,
+                f"Cut short after {job.tokens} tokens: {later} of this stream shows a changed scene and was "
+                f"captured more than {job.stream.options.stale_after_ms:.0f} ms later, so it is captioned instead.",
+            )
+        )
 
     def _fail(self, jobs: list[_Job], exc: Exception) -> None:
         if isinstance(exc, UnsupportedTaskError):
@@ -343,8 +487,33 @@ class Scheduler:
         for job in jobs:
             if not job.done:
                 job.done = True
+                with self._cond:
+                    job.stream._gate.forget(job.frame.seq)  # no caption will describe it
                 if not job.stream.closed:
                     job.stream._post(FrameError(job.frame.seq, code, message))
+
+
+def _supersedes(newer: Frame, job: _Job) -> bool:
+    """Whether waiting frame `newer` makes the caption of `job`'s frame not worth finishing."""
+    options = job.stream.options
+    if not options.cut_stale or job.after_cut:
+        return False
+    if _capture_gap_ms(newer, job.frame) <= options.stale_after_ms:
+        return False
+    if newer.task != job.frame.task:
+        return True
+    old, new = job.frame.signature, newer.signature
+    if options.change_threshold <= 0 or old is None or new is None:
+        return True  # no way to tell: newer is enough
+    return difference(new, old) >= options.change_threshold
+
+
+def _capture_gap_ms(newer: Frame, older: Frame) -> float:
+    """How much later `newer` was captured: by the client's clock when both frames carry it
+    (the same client stamped both), else by when their bytes arrived."""
+    if newer.captured_at is not None and older.captured_at is not None:
+        return newer.captured_at - older.captured_at
+    return (newer.received_at - older.received_at) * 1000.0
 
 
 def _abandoned(jobs: list[_Job]) -> bool:

@@ -6,9 +6,12 @@ the same fields the same meaning.
 
 from __future__ import annotations
 
+import dataclasses
+
 from camcap.config import Settings
 from camcap.engine.frames import FrameLimits
-from camcap.engine.scheduler import FrameCaption, FrameError
+from camcap.engine.options import StreamOptions
+from camcap.engine.scheduler import FrameCaption, FrameError, FrameUnchanged
 from camcap.engine.timing import FrameTimings
 from camcap.models.base import Caption, ModelInfo, Task, TaskKind
 from camcap.server.messages import (
@@ -21,6 +24,7 @@ from camcap.server.messages import (
     ModelInfoOut,
     PointOut,
     StageTimings,
+    UnchangedEvent,
 )
 
 
@@ -52,6 +56,15 @@ def task_from_config(config: ConfigMessage) -> Task:
     return Task(TaskKind(config.task), length=config.length, question=config.question, target=config.target)
 
 
+def stream_options_from_config(config: ConfigMessage, defaults: StreamOptions) -> StreamOptions:
+    """The stream policies a config message asks for; a field it leaves out (None) keeps the server's."""
+    return dataclasses.replace(
+        defaults,
+        change_threshold=defaults.change_threshold if config.change_threshold is None else config.change_threshold,
+        cut_stale=defaults.cut_stale if config.cut_stale is None else config.cut_stale,
+    )
+
+
 def stage_timings(timings: FrameTimings) -> StageTimings:
     return StageTimings(
         receive_ms=_ms_or_none(timings.receive_ms),
@@ -76,6 +89,7 @@ def caption_event(event: FrameCaption, info: ModelInfo) -> CaptionEvent:
         random_weights=info.random_weights,
         captured_at=event.captured_at,
         skipped=event.skipped,
+        unchanged=event.unchanged,
         timings=stage_timings(event.timings),
         boxes=_boxes(event.caption),
         points=_points(event.caption),
@@ -92,6 +106,15 @@ def caption_response(event: FrameCaption, info: ModelInfo) -> CaptionResponse:
         timings=stage_timings(event.timings),
         boxes=_boxes(event.caption),
         points=_points(event.caption),
+    )
+
+
+def unchanged_event(event: FrameUnchanged) -> UnchangedEvent:
+    return UnchangedEvent(
+        seq=event.seq,
+        reference_seq=event.reference_seq,
+        difference=_ms(event.difference),  # two decimals, like the timings
+        captured_at=event.captured_at,
     )
 
 

@@ -97,7 +97,12 @@ class ModelHost:
                 captioner = create_captioner(spec, self.settings.model_options())
             captioner.setup()
             check_captioner(captioner)
-            scheduler = Scheduler(captioner, max_batch=self.settings.max_batch)
+            scheduler = Scheduler(
+                captioner,
+                max_batch=self.settings.max_batch,
+                batch_window_ms=self.settings.batch_window_ms,
+                stream_options=self.settings.stream_options(),
+            )
             scheduler.start()
         except Exception as exc:
             if isinstance(exc, CamcapError):

@@ -6,15 +6,22 @@ Client -> server
             page always sends the header so the server can echo the capture time and sequence
             number back; a bare frame gets the previous frame's seq + 1 (0 for the first).
     text    JSON `ConfigMessage` (what to ask of every later frame; until one arrives: caption,
-            normal length). A config the server rejects leaves the previous one in force.
+            normal length). A config the server rejects leaves the previous one in force. A config
+            replaces the whole previous one (a field left out takes its default), and the frame after
+            it is always captioned, even if the scene has not changed.
 
 Server -> client (JSON text, tagged by `type`)
     ready    once, when the model is loaded (at once if it already is): the model's info and the
              stream's limits. Frames sent before it are answered with an `error` (`not_ready`).
     token    a text delta of the caption being written for frame `seq`
     caption  the final text for frame `seq`, with every stage's timing
+    unchanged  frame `seq` was not captioned: it barely differs from frame `reference_seq`, whose
+             caption (perhaps still being written) still describes the scene. It answers the frame
+             as a caption would: a page pacing by the model sends its next frame.
     error    something went wrong with one frame or message; the stream stays usable. If the model
              failed to load, the server sends one `error` (`model_error`) and closes with 1011.
+             Code `superseded` (only with `cut_stale`): the frame's caption was cut short because a
+             newer frame of the stream showed a changed scene; the newer frame is captioned instead.
 
 A field never changes meaning; new fields may be added. Error codes are listed in `ErrorCode`.
 """
@@ -41,6 +48,7 @@ class ErrorCode(str, enum.Enum):
     NOT_READY = "not_ready"  # a frame arrived before `ready` (the model is still loading)
     MODEL_ERROR = "model_error"  # the model failed to load, or failed on this frame
     SERVER_CLOSING = "server_closing"  # the server is shutting down
+    SUPERSEDED = "superseded"  # cut_stale stopped this frame's caption: a newer, changed frame is captioned
 
 
 class _Message(BaseModel):
@@ -62,6 +70,16 @@ class ConfigMessage(_Message):
     length: Literal["short", "normal", "long"] = "normal"
     question: str | None = Field(None, max_length=500)
     target: str | None = Field(None, max_length=100)
+    change_threshold: float | None = Field(
+        None,
+        ge=0,
+        le=100,
+        description="Skip a frame if less than this percentage of the picture changed since the last "
+        "captioned frame (0: caption every frame). None: the server's setting.",
+    )
+    cut_stale: bool | None = Field(
+        None, description="Cut a caption short when a much newer, changed frame waits. None: the server's setting."
+    )
 
 
 # --- server -> client ----------------------------------------------------------------------------
@@ -136,9 +154,21 @@ class CaptionEvent(_Message):
     random_weights: bool
     captured_at: float | None = Field(None, description="Echo of the frame's capture time (client clock).")
     skipped: int = Field(0, description="Frames replaced by newer ones since the previous caption.")
+    unchanged: int = Field(0, description="Frames answered `unchanged` (not captioned) since the previous caption.")
     timings: StageTimings
     boxes: list[BoxOut] = []
     points: list[PointOut] = []
+
+
+class UnchangedEvent(_Message):
+    type: Literal["unchanged"] = "unchanged"
+    seq: int
+    reference_seq: int = Field(description="The frame whose caption still describes this one (maybe still coming).")
+    difference: float = Field(
+        description="Percentage of the picture (0..100) that changed since reference_seq: the share of 64x48 "
+        "thumbnail cells whose grey level moved by more than 8 levels. Below the stream's change_threshold."
+    )
+    captured_at: float | None = Field(None, description="Echo of the frame's capture time (client clock).")
 
 
 class ErrorEvent(_Message):
@@ -148,7 +178,9 @@ class ErrorEvent(_Message):
     message: str
 
 
-ServerEvent = Annotated[ReadyEvent | TokenEvent | CaptionEvent | ErrorEvent, Field(discriminator="type")]
+ServerEvent = Annotated[
+    ReadyEvent | TokenEvent | CaptionEvent | UnchangedEvent | ErrorEvent, Field(discriminator="type")
+]
 
 
 # --- HTTP ----------------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """One WebSocket connection's state, and nothing shared.
 
 The app holds what every connection shares (settings, the model host); a `Session` holds what
-belongs to one socket: its state, the task it asks of its frames, its scheduler stream, its
-sequence counter and its outbox, the single queue the socket's writer drains, so that replies to
-bad messages and the model's events reach the client through one sender, in order.
+belongs to one socket: its state, the task it asks of its frames and the policies (change gating,
+stale-work cut) its stream runs under, its scheduler stream, its sequence counter and its outbox,
+the single queue the socket's writer drains, so that replies to bad messages and the model's
+events reach the client through one sender, in order.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import enum
 
+from camcap.engine.options import StreamOptions
 from camcap.engine.scheduler import Stream, StreamEvent, TokenDelta
 from camcap.errors import UnsupportedTaskError
 from camcap.models.base import ModelInfo, Task
@@ -46,9 +48,12 @@ MAX_UNREAD_TOKENS = 2000
 class Session:
     """The state of one `/v1/stream` connection."""
 
-    def __init__(self) -> None:
+    def __init__(self, options: StreamOptions | None = None) -> None:
         self.state = SessionState.WAITING
         self.task = Task.caption()  # what every frame is asked, until a config says otherwise
+        # The server's policies; a config message may override some of them for this stream.
+        self.default_options = options or StreamOptions()
+        self.options = self.default_options
         self.info: ModelInfo | None = None
         self.stream: Stream | None = None
         self.outbox: asyncio.Queue[Outgoing] = asyncio.Queue()
@@ -78,6 +83,13 @@ class Session:
         except UnsupportedTaskError as exc:
             self.task = Task.caption()
             self.post(ErrorEvent(code=ErrorCode.UNSUPPORTED_TASK.value, message=f"{exc} Captioning instead."))
+
+    def configure(self, task: Task, options: StreamOptions) -> None:
+        """Apply a config message: later frames are asked `task` under `options`, and the next one
+        is captioned whatever it shows."""
+        self.task, self.options = task, options
+        if self.stream is not None:
+            self.stream.configure(options)
 
     def next_seq(self, header: FrameHeader | None) -> int:
         """The frame's sequence number: the client's if it sent a header, else the previous + 1."""

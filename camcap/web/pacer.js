@@ -11,6 +11,10 @@
 const STALL_MS = 120_000;
 // How soon to try again when a frame could not be sent (no picture yet, not connected).
 const RETRY_MS = 250;
+// After an "unchanged" answer (the scene did not change, so the model did nothing) look again
+// after this long rather than at once: a still scene then costs ~10 frames a second instead of as
+// many as the page can encode, and a change is still seen within this plus one caption.
+const UNCHANGED_GAP_MS = 100;
 
 export class Pacer {
   /**
@@ -27,6 +31,8 @@ export class Pacer {
     /** @type {{seq: number, since: number} | null} */
     this.inFlight = null;
     this.lastSentAt = -Infinity;
+    /** In live mode, no frame before this time (performance.now()): set by an "unchanged" answer. */
+    this.holdUntil = 0;
     this.timer = 0;
   }
 
@@ -49,11 +55,17 @@ export class Pacer {
     clearTimeout(this.timer);
   }
 
-  /** The frame `seq` got its final caption (or an error): the model is free for the next one. */
-  done(seq) {
+  /**
+   * The frame `seq` got its final caption, an error, or `unchanged` (the server answered without
+   * captioning it): the model is free for the next one.
+   * @param {number} seq
+   * @param {{unchanged?: boolean}} [how]
+   */
+  done(seq, { unchanged = false } = {}) {
     // Any later-or-equal seq also frees the slot: the server may answer only the newest frame.
     if (this.inFlight && seq >= this.inFlight.seq) {
       this.inFlight = null;
+      this.holdUntil = unchanged ? performance.now() + UNCHANGED_GAP_MS : 0;
       this.#schedule();
     }
   }
@@ -71,7 +83,9 @@ export class Pacer {
     const now = performance.now();
     let due;
     if (this.mode === "live") {
-      due = this.inFlight ? this.inFlight.since + STALL_MS : this.lastSentAt + this.minGapMs;
+      due = this.inFlight
+        ? this.inFlight.since + STALL_MS
+        : Math.max(this.lastSentAt + this.minGapMs, this.holdUntil);
     } else {
       due = this.lastSentAt + this.intervalMs;
     }

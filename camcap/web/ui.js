@@ -24,9 +24,13 @@ export class View {
       ttft: $("stat-ttft"),
       age: $("stat-age"),
       skipped: $("stat-skipped"),
+      unchanged: $("stat-unchanged"),
     };
     this.captionSeq = -1;
+    /** The text of the last finished caption, to put back if a caption in progress is cut. */
+    this.finalText = "";
     this.skippedTotal = 0;
+    this.unchangedTotal = 0;
   }
 
   /**
@@ -109,6 +113,7 @@ export class View {
     box.dataset.streaming = "false";
     box.dataset.seq = String(event.seq);
     text.textContent = event.text;
+    this.finalText = event.text;
     // Only finished captions go to the live region: a screen reader then reads whole sentences.
     live.textContent = label ? `${label} ${event.text}` : event.text;
 
@@ -118,6 +123,24 @@ export class View {
     this.stats.ttft.textContent = formatMs(t.first_token_ms);
     this.stats.age.textContent = formatMs(ageMs);
     this.stats.skipped.textContent = String(this.skippedTotal);
+  }
+
+  /** Frame `event.seq` looks like the one the caption on screen describes: the caption stays. */
+  captionUnchanged(event) {
+    this.caption.box.dataset.unchangedSeq = String(event.seq);
+    this.unchangedTotal += 1;
+    this.stats.unchanged.textContent = String(this.unchangedTotal);
+  }
+
+  /** The caption of frame `seq` was cut short for a newer frame's: put the last finished one back. */
+  captionSuperseded(seq) {
+    this.skippedTotal += 1;
+    this.stats.skipped.textContent = String(this.skippedTotal);
+    const { box, text } = this.caption;
+    if (seq !== this.captionSeq || box.dataset.streaming !== "true") return;
+    text.textContent = this.finalText;
+    box.dataset.streaming = "false";
+    box.hidden = !this.finalText;
   }
 
   /** A line above the caption saying what was asked ("Q: …"), or nothing for plain captions. */
@@ -136,6 +159,7 @@ export class View {
     this.caption.box.hidden = true;
     this.caption.text.textContent = "";
     this.captionSeq = -1;
+    this.finalText = "";
   }
 
   /** A short message that fades by itself (an error about one frame; the stream goes on). */
