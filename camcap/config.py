@@ -10,10 +10,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from camcap.engine.options import (
+    DEFAULT_CHANGE_THRESHOLD,
+    DEFAULT_MAX_UNCHANGED_S,
+    DEFAULT_STALE_AFTER_MS,
+    StreamOptions,
+)
 from camcap.models.options import ModelOptions
+
+# FRAME_MAGIC, a uint32 length and a JSON header of at most 4096 bytes (server/messages.py).
+_FRAME_ENVELOPE_BYTES = 4 + 4 + 4096
+# Multipart boundaries, part headers and the text fields (a question is at most 500 characters).
+_FORM_OVERHEAD_BYTES = 64 * 1024
 
 
 class Settings(BaseSettings):
@@ -39,6 +50,79 @@ class Settings(BaseSettings):
     # header, before anything is decoded.
     max_frame_bytes: int = Field(8 * 1024 * 1024, ge=1, description="Largest frame image, in bytes.")
     max_frame_pixels: int = Field(4096 * 4096, ge=1, description="Largest frame, width x height.")
+
+    # --- real-time policies (engine/options.py, engine/scheduler.py) ------------------------------
+    # Defaults of every stream; a stream's `config` message may override change_threshold and
+    # cut_stale. Measurements behind the threshold: engine/options.py.
+    change_threshold: float = Field(
+        DEFAULT_CHANGE_THRESHOLD,
+        ge=0,
+        le=100,
+        description="Skip a frame if less than this % of the picture changed since the last caption; 0: off.",
+    )
+    max_unchanged_s: float = Field(
+        DEFAULT_MAX_UNCHANGED_S, ge=0, description="Caption at least this often, changed or not (s); 0: never forced."
+    )
+    cut_stale: bool = Field(False, description="Cut a caption short when a much newer, changed frame waits.")
+    stale_after_ms: float = Field(
+        DEFAULT_STALE_AFTER_MS, ge=0, description="How much newer a waiting frame must be to cut (cut_stale)."
+    )
+    batch_window_ms: float = Field(
+        0.0, ge=0, le=1000, description="How long an idle model waits for other streams' frames to fill a batch."
+    )
+
+    # --- access (server/security.py, docs/security.md) ------------------------------------------
+    # SecretStr keeps the token out of repr(), logs and tracebacks; read it with get_secret_value().
+    token: SecretStr | None = Field(
+        None, description="Access token; required by every client. Generated when listening beyond loopback."
+    )
+    # Lists read from the environment as JSON, e.g. CAMCAP_ALLOW_ORIGINS='["https://example.com"]'.
+    allow_origins: list[str] = Field(default_factory=list, description="Other web origins that may call the API.")
+    allow_hosts: list[str] = Field(default_factory=list, description="More names this server is reached by.")
+    # None: on when listening beyond loopback, because browsers open the camera only on HTTPS pages
+    # (or http://localhost), so a phone on the LAN needs it.
+    https: bool | None = Field(None, description="Serve HTTPS (default: only when listening beyond loopback).")
+    cert: Path | None = Field(None, description="PEM certificate (chain) for HTTPS; default: a self-signed one.")
+    key: Path | None = Field(None, description="PEM private key of --cert.")
+
+    # --- resource limits (server/limits.py) ------------------------------------------------------
+    # None: derived from max_frame_bytes (see ws_max_size / upload_max_size), so raising the frame
+    # limit alone keeps working.
+    max_ws_message_bytes: int | None = Field(None, ge=1024, description="Largest WebSocket message, in bytes.")
+    max_upload_bytes: int | None = Field(None, ge=1024, description="Largest HTTP request body, in bytes.")
+    max_fps_per_stream: float = Field(30.0, gt=0, description="Frames a stream may send per second; more wait.")
+    max_streams: int = Field(8, ge=1, description="Live streams plus one-shot captions served at once.")
+    # The wire schema (server/messages.py) caps a question at 500 characters; this can only lower it.
+    max_question_chars: int = Field(500, ge=1, le=500, description="Longest question or object name, in characters.")
+
+    def serves_https(self) -> bool:
+        """Whether the server speaks TLS: as set, else when given a certificate or listening beyond loopback."""
+        if self.https is not None:
+            return self.https
+        from camcap.server.security import is_loopback_host  # not at import: config stays light
+
+        return self.cert is not None or not is_loopback_host(self.host)
+
+    def ws_max_size(self) -> int:
+        """The largest WebSocket message: set, else a largest frame plus its binary header."""
+        if self.max_ws_message_bytes is not None:
+            return self.max_ws_message_bytes
+        return self.max_frame_bytes + _FRAME_ENVELOPE_BYTES
+
+    def upload_max_size(self) -> int:
+        """The largest HTTP request body: set, else a largest frame plus room for the form."""
+        if self.max_upload_bytes is not None:
+            return self.max_upload_bytes
+        return self.max_frame_bytes + _FORM_OVERHEAD_BYTES
+
+    def stream_options(self) -> StreamOptions:
+        """The real-time policies every stream starts with."""
+        return StreamOptions(
+            change_threshold=self.change_threshold,
+            max_unchanged_s=self.max_unchanged_s,
+            cut_stale=self.cut_stale,
+            stale_after_ms=self.stale_after_ms,
+        )
 
     def model_options(self) -> ModelOptions:
         return ModelOptions(

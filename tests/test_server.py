@@ -27,7 +27,7 @@ from camcap.errors import ModelNotAvailableError
 from camcap.models.base import TaskKind
 from camcap.server import page
 from camcap.server.app import create_app
-from camcap.server.messages import FRAME_MAGIC, CaptionEvent, InfoResponse, ReadyEvent
+from camcap.server.messages import FRAME_MAGIC, CaptionEvent, InfoResponse, ReadyEvent, UnchangedEvent
 from tests.fakes import FakeCaptioner
 
 RED, BLUE = (200, 0, 0), (0, 0, 200)
@@ -95,6 +95,8 @@ def wait_ready(client: TestClient) -> dict:
 
 @contextmanager
 def serve(fake: FakeCaptioner | None = None, **settings) -> Iterator[TestClient]:
+    # TestClient sends `Host: testserver`, which the DNS-rebinding guard refuses unless allowed.
+    settings.setdefault("allow_hosts", ["testserver"])
     app = create_app(Settings(model="fake", **settings), captioner=fake or FakeCaptioner())
     with TestClient(app) as client:
         yield client
@@ -317,7 +319,8 @@ def test_bare_frames_get_sequence_numbers(client):
     with client.websocket_connect("/v1/stream") as ws:
         recv(ws)
         seqs = []
-        for message in (jpeg(), jpeg(), pack(jpeg(), seq=10), jpeg()):
+        # Four different pictures: an unchanged one would be answered `unchanged`, not captioned.
+        for message in (jpeg(RED), jpeg(BLUE), pack(jpeg(RED), seq=10), jpeg(BLUE)):
             ws.send_bytes(message)
             seqs.append(recv_until(ws, "caption")[0]["seq"])
         assert seqs == [0, 1, 10, 11]
@@ -332,6 +335,12 @@ def test_bare_frames_get_sequence_numbers(client):
         (lambda ws: ws.send_text('{"type": "config", "task": "dance"}'), "bad_message", "task", None),
         (lambda ws: ws.send_text('{"type": "config", "task": "query"}'), "bad_message", "question", None),
         (lambda ws: ws.send_text('{"type": "config", "speed": 3}'), "bad_message", "speed", None),
+        (
+            lambda ws: ws.send_text('{"type": "config", "change_threshold": 101}'),
+            "bad_message",
+            "change_threshold",
+            None,
+        ),
         (lambda ws: ws.send_text("x" * 20_000), "bad_message", "at most", None),
         (
             lambda ws: ws.send_text('{"type": "config", "task": "point", "target": "cup"}'),
@@ -430,3 +439,71 @@ def test_a_config_sent_while_loading_is_checked_when_the_model_is_ready():
             assert recv_until(ws, "caption")[0]["task"] == "caption"
     finally:
         gate.set()
+
+
+# --- change gating and the stale-work cut over the WebSocket ------------------------------------
+
+
+def test_an_unchanged_frame_is_answered_unchanged_and_counted_in_the_next_caption(client, fake):
+    with client.websocket_connect("/v1/stream") as ws:
+        recv(ws)
+        ws.send_bytes(pack(png(RED), seq=1, captured_at=1000.0))
+        recv_until(ws, "caption")
+        ws.send_bytes(pack(jpeg(RED), seq=2, captured_at=2000.0))  # the same picture, re-encoded
+        unchanged = UnchangedEvent.model_validate(recv(ws))
+        assert (unchanged.seq, unchanged.reference_seq, unchanged.difference, unchanged.captured_at) == (
+            2,
+            1,
+            0.0,
+            2000.0,
+        )
+        ws.send_bytes(pack(png(BLUE), seq=3))
+        caption = CaptionEvent.model_validate(recv_until(ws, "caption")[0])
+        assert (caption.seq, caption.unchanged, caption.skipped) == (3, 1, 0)
+    assert len(fake.seen) == 2
+
+
+def test_a_config_forces_a_caption_and_can_turn_gating_off(client, fake):
+    with client.websocket_connect("/v1/stream") as ws:
+        recv(ws)
+        ws.send_bytes(pack(png(RED), seq=1))
+        recv_until(ws, "caption")
+        ws.send_text(json.dumps({"type": "config", "task": "caption"}))  # the same task, sent again
+        ws.send_bytes(pack(png(RED), seq=2))
+        assert recv_until(ws, "caption")[0]["seq"] == 2
+        ws.send_text(json.dumps({"type": "config", "task": "caption", "change_threshold": 0}))
+        for seq in (3, 4):
+            ws.send_bytes(pack(png(RED), seq=seq))
+            event, before = recv_until(ws, "caption")
+            assert event["seq"] == seq and all(e["type"] == "token" for e in before)
+        ws.send_text(json.dumps({"type": "config", "task": "caption"}))  # back to the server's threshold
+        ws.send_bytes(pack(png(RED), seq=5))
+        recv_until(ws, "caption")
+        ws.send_bytes(pack(png(RED), seq=6))
+        assert recv(ws)["type"] == "unchanged"
+    assert len(fake.seen) == 5
+
+
+def test_the_server_setting_can_turn_gating_off():
+    fake = FakeCaptioner()
+    with serve(fake, change_threshold=0) as client, client.websocket_connect("/v1/stream") as ws:
+        recv(ws)
+        for seq in (1, 2):
+            ws.send_bytes(pack(png(RED), seq=seq))
+            assert recv_until(ws, "caption")[0]["seq"] == seq
+
+
+def test_a_stream_that_asks_for_the_stale_cut_gets_superseded_errors():
+    fake = FakeCaptioner(token_delay=0.005, words=2000)  # ten seconds of caption, unless it is cut
+    with serve(fake, stale_after_ms=100) as client, client.websocket_connect("/v1/stream") as ws:
+        recv(ws)
+        ws.send_text(json.dumps({"type": "config", "task": "caption", "cut_stale": True}))
+        ws.send_bytes(pack(png(RED), seq=1, captured_at=1000.0))
+        assert recv(ws)["type"] == "token"
+        fake.words = 4  # for the next generation
+        ws.send_bytes(pack(png(BLUE), seq=2, captured_at=2000.0))
+        error, _ = recv_until(ws, "error")
+        assert (error["seq"], error["code"]) == (1, "superseded")
+        caption, _ = recv_until(ws, "caption")
+        assert (caption["seq"], caption["text"]) == (2, "colour 0 0 200")
+    assert fake.closed_early == 1

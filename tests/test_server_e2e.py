@@ -37,7 +37,11 @@ def jpeg(colour: tuple[int, int, int], size: tuple[int, int] = (320, 240)) -> by
 
 @pytest.fixture(scope="module")
 def client(model_cache: Path) -> Iterator[TestClient]:
-    app = create_app(Settings(model=SPEC, cache_dir=model_cache, max_new_tokens=5, allow_download=False))
+    # allow_hosts: TestClient sends `Host: testserver`, which the DNS-rebinding guard refuses otherwise.
+    settings = Settings(
+        model=SPEC, cache_dir=model_cache, max_new_tokens=5, allow_download=False, allow_hosts=["testserver"]
+    )
+    app = create_app(settings)
     with TestClient(app) as client:
         deadline = time.monotonic() + LOAD_TIMEOUT
         while (info := client.get("/v1/info").json())["status"] == "loading":

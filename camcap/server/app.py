@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from camcap import __version__
 from camcap.config import Settings
@@ -18,6 +19,8 @@ from camcap.models.base import Captioner
 from camcap.server import http, page, websocket
 from camcap.server.convert import frame_limits
 from camcap.server.host import ModelHost
+from camcap.server.limits import BodySizeLimitMiddleware, StreamLimits, StreamSlots
+from camcap.server.security import AccessControlMiddleware, AccessPolicy, check_bind_safety
 
 
 def create_app(settings: Settings, captioner: Captioner | None = None) -> FastAPI:
@@ -26,7 +29,22 @@ def create_app(settings: Settings, captioner: Captioner | None = None) -> FastAP
     `captioner`: a backend to serve instead of building one from `settings.model` (tests inject a
     fake one). Either way the app owns it: it is set up when the app starts (in the background;
     `GET /v1/info` says "loading" meanwhile) and closed when the app stops.
+
+    Raises `AccessConfigError` when `settings` would expose the server unsafely (listening beyond
+    loopback without `settings.token`) or name a token, origin or host that cannot be used; the
+    CLI generates and prints a token before calling this.
     """
+    # First, before anything is built: an unsafe configuration must not get as far as a socket.
+    given = settings.token.get_secret_value() if settings.token is not None else None
+    token = check_bind_safety(settings.host, given, generate=False)
+    policy = AccessPolicy.for_bind(
+        settings.host,
+        settings.port,
+        token,
+        settings.allow_origins,
+        settings.serves_https(),
+        extra_hosts=settings.allow_hosts,
+    )
     host = ModelHost(settings, captioner)
 
     @asynccontextmanager
@@ -42,10 +60,16 @@ def create_app(settings: Settings, captioner: Captioner | None = None) -> FastAP
     app.state.settings = settings
     app.state.host = host
     app.state.frame_limits = frame_limits(settings)
+    app.state.stream_limits = StreamLimits.from_settings(settings)
+    # Shared and mutable: counts the clients being served (streams and one-shot captions).
+    app.state.stream_slots = StreamSlots(settings.max_streams)
 
-    # Access-token and Origin/Host checks (server/security.py) go here, as middleware, before
-    # any route sees a request.
+    # The last added runs first: who may ask (Host, Origin, token), then how much they may send,
+    # so a stranger's upload is refused before a byte of it is read.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.upload_max_size())
+    app.add_middleware(AccessControlMiddleware, policy=policy)
     app.add_exception_handler(http.ApiError, _api_error)
+    app.add_exception_handler(StarletteHTTPException, http.unreadable_body)
     app.include_router(http.router)
     app.add_api_websocket_route("/v1/stream", websocket.stream_endpoint)
     app.include_router(page.router)

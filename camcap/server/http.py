@@ -9,16 +9,20 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
-from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from camcap import __version__
 from camcap.engine.frames import FrameLimits, FrameTooLargeError, decode_image_off_loop
-from camcap.engine.scheduler import Frame, FrameCaption, FrameError
+from camcap.engine.scheduler import Frame, FrameCaption, FrameError, Scheduler
 from camcap.engine.timing import monotonic
 from camcap.errors import InvalidImageError, UnsupportedTaskError
+from camcap.models.base import ModelInfo, Task
 from camcap.server import convert
 from camcap.server.host import ModelHost, ModelStatus
+from camcap.server.limits import BUSY_RETRY_AFTER_S, LimitCode, StreamSlots, task_text_problem
 from camcap.server.messages import (
     CaptionResponse,
     ConfigMessage,
@@ -35,7 +39,9 @@ router = APIRouter()
 class ApiError(Exception):
     """An error answer: raised by route code, rendered as an `ErrorResponse` by the app."""
 
-    def __init__(self, status: int, code: ErrorCode, detail: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, code: ErrorCode | LimitCode, detail: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(detail)
         self.status, self.code, self.detail, self.headers = status, code, detail, headers
 
@@ -44,7 +50,28 @@ class ApiError(Exception):
         return JSONResponse(body.model_dump(), status_code=self.status, headers=self.headers)
 
 
-_ERRORS = {400: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 503: {"model": ErrorResponse}}
+class FieldProblem(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class FormValidationError(BaseModel):
+    """FastAPI's own 422 body: a form part missing, or not a file where a file is expected."""
+
+    detail: list[FieldProblem]
+
+
+_ERRORS = {
+    400: {"model": ErrorResponse},
+    401: {"model": ErrorResponse},
+    403: {"model": ErrorResponse},
+    413: {"model": ErrorResponse},
+    # Fields that parse but do not make a task (camcap's `bad_message`), or a part missing or of
+    # the wrong kind (FastAPI's own validation error): the document promises either shape.
+    422: {"model": ErrorResponse | FormValidationError},
+    503: {"model": ErrorResponse},
+}
 # What a frame's failure on the scheduler means for an HTTP caller.
 _FRAME_ERROR_STATUS = {ErrorCode.UNSUPPORTED_TASK: 400, ErrorCode.SERVER_CLOSING: 503}
 
@@ -84,12 +111,15 @@ async def caption(
     limits: FrameLimits = request.app.state.frame_limits
     # Form fields arrive as text, so one set of rules (the config message's) checks both transports.
     try:
-        config = ConfigMessage(task=task, length=length, question=question or None, target=target or None)  # type: ignore[arg-type]
+        config = ConfigMessage(task=task, length=length, question=question or None, target=target or None)  # type: ignore[arg-type,call-arg]
         wanted = convert.task_from_config(config)
     except ValidationError as exc:
         raise ApiError(422, ErrorCode.BAD_MESSAGE, f"Invalid form fields: {describe_validation_error(exc)}.") from None
     except ValueError as exc:
         raise ApiError(422, ErrorCode.BAD_MESSAGE, f"Invalid form fields: {exc}") from None
+    too_long = task_text_problem(wanted, request.app.state.stream_limits.max_question_chars)
+    if too_long is not None:
+        raise ApiError(422, ErrorCode.BAD_MESSAGE, too_long)
 
     if host.status is ModelStatus.LOADING:
         detail = "The model is still loading; retry when GET /v1/info says ready."
@@ -102,6 +132,19 @@ async def caption(
     except UnsupportedTaskError as exc:
         raise ApiError(400, ErrorCode.UNSUPPORTED_TASK, str(exc)) from None
 
+    # A one-shot caption is a client like a live stream: it holds a decoded frame and a turn.
+    slots: StreamSlots = request.app.state.stream_slots
+    if not slots.acquire():
+        raise ApiError(503, LimitCode.TOO_MANY_STREAMS, slots.busy_message(), {"Retry-After": str(BUSY_RETRY_AFTER_S)})
+    try:
+        return await _caption_one(host.scheduler, image, wanted, model, limits, received_at)
+    finally:
+        slots.release()
+
+
+async def _caption_one(
+    scheduler: Scheduler, image: UploadFile, wanted: Task, model: ModelInfo, limits: FrameLimits, received_at: float
+) -> CaptionResponse:
     # Read one byte past the limit: enough to know the upload is too large without holding it all.
     data = await image.read(limits.max_bytes + 1)
     try:
@@ -112,7 +155,10 @@ async def caption(
         raise ApiError(400, ErrorCode.INVALID_IMAGE, str(exc)) from None
 
     frame = Frame(seq=0, image=decoded.image, task=wanted, received_at=received_at, image_decode_ms=decoded.decode_ms)
-    stream = host.scheduler.open_stream()
+    try:
+        stream = scheduler.open_stream()
+    except RuntimeError:  # closed while this upload was read: the server is shutting down
+        raise ApiError(503, ErrorCode.SERVER_CLOSING, "The server is shutting down; try again later.") from None
     try:
         stream.submit(frame)
         while True:
@@ -124,6 +170,19 @@ async def caption(
     finally:
         # Also on a client that hangs up: the caption in progress is cancelled, not finished.
         stream.close()
+
+
+async def unreadable_body(request: Request, exc: Exception) -> Response:
+    """Starlette's 400 for a body that is not valid multipart (or not a form at all), in camcap's
+    error shape, which is what the API document promises for 400; other statuses as FastAPI has them."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code != 400:
+        return await http_exception_handler(request, exc)
+    detail = (
+        f"The request body cannot be read as a form ({exc.detail}). Send multipart/form-data with the image "
+        "as a file part named `image`, e.g. curl -F image=@photo.jpg http://127.0.0.1:8000/v1/caption"
+    )
+    return ApiError(400, ErrorCode.BAD_MESSAGE, detail).response()
 
 
 def _host(request: Request) -> ModelHost:

@@ -22,36 +22,48 @@ from camcap.engine.frames import (
     decode_image_off_loop,
     split_frame,
 )
-from camcap.engine.scheduler import Frame, FrameCaption, FrameError, TokenDelta
+from camcap.engine.scheduler import Frame, FrameCaption, FrameError, FrameUnchanged, TokenDelta
 from camcap.engine.timing import monotonic, wall_ms
 from camcap.errors import InvalidImageError, UnsupportedTaskError
 from camcap.server import convert
 from camcap.server.host import ModelHost, ModelStatus
+from camcap.server.limits import WS_TRY_AGAIN_LATER, FrameRate, LimitCode, StreamLimits, StreamSlots, task_text_problem
 from camcap.server.messages import ConfigMessage, ErrorCode, ErrorEvent, ReadyEvent, TokenEvent
 from camcap.server.messages import describe_validation_error as describe
-from camcap.server.session import CloseSocket, Outgoing, Session, SessionState
+from camcap.server.session import MAX_UNREAD_TOKENS, CloseSocket, Outgoing, Session, SessionState
 
 logger = logging.getLogger(__name__)
 
 # A config message is a few hundred bytes; parsing megabytes of JSON would stall the loop.
 MAX_TEXT_MESSAGE = 16 * 1024
+# Events waiting for a client that does not read them: past this, its messages are not read
+# either (TCP holds the client back), so a client cannot grow the server's memory by sending
+# messages that each earn a reply it never collects.
+MAX_BACKLOG = MAX_UNREAD_TOKENS
+_BACKLOG_POLL_S = 0.05
 
 
 async def stream_endpoint(websocket: WebSocket) -> None:
     """Serve one client for as long as its socket is open."""
     host: ModelHost = websocket.app.state.host
     limits: FrameLimits = websocket.app.state.frame_limits
+    guard: StreamLimits = websocket.app.state.stream_limits
+    slots: StreamSlots = websocket.app.state.stream_slots
     await websocket.accept()
-    session = Session()
+    if not slots.acquire():
+        await _refuse_busy(websocket, slots)
+        return
+    session = Session(websocket.app.state.settings.stream_options())
     logger.debug("Stream connection from %s", websocket.client)
     try:
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(_write, websocket, session, tasks.cancel_scope)
             tasks.start_soon(_activate, host, session, limits)
-            await _read(websocket, session, limits)
+            await _read(websocket, session, limits, guard)
             tasks.cancel_scope.cancel()
     finally:
         session.close()
+        slots.release()
         logger.debug("Stream connection from %s closed", websocket.client)
 
 
@@ -59,7 +71,7 @@ async def _activate(host: ModelHost, session: Session, limits: FrameLimits) -> N
     await host.wait_settled()
     if host.status is ModelStatus.READY and host.scheduler is not None and host.info is not None:
         try:
-            stream = host.scheduler.open_stream(sink=session.post)
+            stream = host.scheduler.open_stream(sink=session.post, options=session.options)
         except RuntimeError:  # the scheduler closed between the check and now: shutting down
             session.post(ErrorEvent(code=ErrorCode.SERVER_CLOSING.value, message="The server is shutting down."))
             return
@@ -95,22 +107,47 @@ def _encode(item: Outgoing, session: Session) -> BaseModel:
     if isinstance(item, FrameCaption):
         assert session.info is not None  # captions only come once the session is live
         return convert.caption_event(item, session.info)
+    if isinstance(item, FrameUnchanged):
+        return convert.unchanged_event(item)
     if isinstance(item, FrameError):
         return convert.error_event(item)
     assert not isinstance(item, CloseSocket)
     return item
 
 
-async def _read(websocket: WebSocket, session: Session, limits: FrameLimits) -> None:
+async def _refuse_busy(websocket: WebSocket, slots: StreamSlots) -> None:
+    # Accepted first so the client can read why: browsers hide the reason of a refused handshake.
+    error = ErrorEvent(code=LimitCode.TOO_MANY_STREAMS.value, message=slots.busy_message())
+    try:
+        await websocket.send_text(error.model_dump_json())
+        await websocket.close(code=WS_TRY_AGAIN_LATER, reason="Too many streams; try again later.")
+    except Exception as exc:  # the client left already
+        logger.debug("Refusing a stream failed: %s", exc)
+
+
+async def _read(websocket: WebSocket, session: Session, limits: FrameLimits, guard: StreamLimits) -> None:
+    rate = FrameRate(guard.max_fps)
     while True:
+        while session.outbox.qsize() >= MAX_BACKLOG:
+            await anyio.sleep(_BACKLOG_POLL_S)
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
             return
         data, text = message.get("bytes"), message.get("text")
         if data is not None:
+            # uvicorn closes on messages over ws_max_size; this also holds under other servers.
+            if len(data) > guard.max_message_bytes:
+                error = ErrorEvent(code=LimitCode.MESSAGE_TOO_LARGE.value, message=guard.message_too_large(len(data)))
+                session.post(error)
+                continue
+            # Over max_fps_per_stream, the frame waits rather than being dropped: a page that sends
+            # its next frame when a caption arrives is slowed, never left waiting for an answer.
+            delay = rate.delay()
+            if delay > 0:
+                await anyio.sleep(delay)
             await _on_frame(session, data, limits)
         elif text is not None:
-            _on_text(session, text)
+            _on_text(session, text, guard)
 
 
 async def _on_frame(session: Session, data: bytes, limits: FrameLimits) -> None:
@@ -126,7 +163,9 @@ async def _on_frame(session: Session, data: bytes, limits: FrameLimits) -> None:
         session.post(ErrorEvent(seq=seq, code=ErrorCode.NOT_READY.value, message=message))
         return
     try:
-        decoded = await decode_image_off_loop(image_bytes, limits, max_short_side=session.info.input_size)
+        decoded = await decode_image_off_loop(
+            image_bytes, limits, max_short_side=session.info.input_size, with_signature=session.options.needs_signature
+        )
     except FrameTooLargeError as exc:
         session.post(ErrorEvent(seq=seq, code=ErrorCode.FRAME_TOO_LARGE.value, message=str(exc)))
         return
@@ -144,6 +183,7 @@ async def _on_frame(session: Session, data: bytes, limits: FrameLimits) -> None:
         image_decode_ms=decoded.decode_ms,
         receive_ms=None if sent_at is None else received_wall - sent_at,
         captured_at=header.captured_at if header is not None else None,
+        signature=decoded.signature,
     )
     try:
         session.stream.submit(frame)
@@ -151,14 +191,14 @@ async def _on_frame(session: Session, data: bytes, limits: FrameLimits) -> None:
         session.post(ErrorEvent(seq=seq, code=ErrorCode.UNSUPPORTED_TASK.value, message=str(exc)))
 
 
-def _on_text(session: Session, text: str) -> None:
+def _on_text(session: Session, text: str, guard: StreamLimits) -> None:
     """Apply a `config` message; anything wrong is answered with `bad_message` and ignored."""
-    error = _apply_config(session, text)
+    error = _apply_config(session, text, guard)
     if error is not None:
         session.post(error)
 
 
-def _apply_config(session: Session, text: str) -> ErrorEvent | None:
+def _apply_config(session: Session, text: str, guard: StreamLimits) -> ErrorEvent | None:
     if len(text) > MAX_TEXT_MESSAGE:
         return _bad(f"The text message is {len(text)} characters; a config message is at most {MAX_TEXT_MESSAGE}.")
     try:
@@ -172,17 +212,22 @@ def _apply_config(session: Session, text: str) -> ErrorEvent | None:
             '{"type": "config", "task": "query", "question": "What is on the table?"}. Frames are binary.'
         )
     try:
-        task = convert.task_from_config(ConfigMessage.model_validate(payload))
+        config = ConfigMessage.model_validate(payload)
+        task = convert.task_from_config(config)
+        options = convert.stream_options_from_config(config, session.default_options)
     except ValidationError as exc:
         return _bad(f"Invalid config: {describe(exc)}.")
     except ValueError as exc:
         return _bad(f"Invalid config: {exc}")
+    too_long = task_text_problem(task, guard.max_question_chars)
+    if too_long is not None:
+        return _bad(f"Invalid config: {too_long}")
     if session.info is not None:
         try:
             session.info.check_task(task)
         except UnsupportedTaskError as exc:
             return ErrorEvent(code=ErrorCode.UNSUPPORTED_TASK.value, message=str(exc))
-    session.task = task
+    session.configure(task, options)
     return None
 
 

@@ -142,6 +142,9 @@ function render() {
     case "model-error":
       view.setPill("Model error", "error");
       break;
+    case "denied":
+      view.setPill("Access denied", "error");
+      break;
     case "unreachable":
       view.setPill(`Server unreachable · retry ${c.attempt} in ${retryIn} s`, "warn");
       break;
@@ -156,6 +159,9 @@ function render() {
       text: state.cameraError.message,
       tone: "error",
     });
+  } else if (c.state === "denied") {
+    // Verbatim: the server's detail says which check failed and what to do (open the printed URL).
+    view.setNotice({ title: "Access denied", text: c.message ?? "", tone: "error" });
   } else if (c.state === "unreachable") {
     view.setNotice({
       title: "Server unreachable",
@@ -221,9 +227,21 @@ connection.addEventListener("caption", ({ detail }) => {
   pacer.done(detail.seq);
 });
 
+connection.addEventListener("unchanged", ({ detail }) => {
+  // The scene has not changed since the caption on screen: it stays up, and this answer frees the
+  // pacer like a caption would (a page waiting for a caption here would stall).
+  view.captionUnchanged(detail);
+  pacer.done(detail.seq, { unchanged: true });
+});
+
 connection.addEventListener("error", ({ detail }) => {
   // An error about one frame frees the model for the next one; the stream goes on.
   if (detail.seq !== null && detail.seq !== undefined) pacer.done(detail.seq);
+  if (detail.code === "superseded") {
+    // Not a failure: the server cut this caption short to caption a newer frame (cut_stale).
+    view.captionSuperseded(detail.seq);
+    return;
+  }
   view.flash(
     detail.seq !== null && detail.seq !== undefined ? `Frame ${detail.seq}: ${detail.message}` : detail.message,
   );

@@ -7,9 +7,11 @@ const MAX_RETRY_MS = 15_000;
 const LOADING_POLL_MS = 1_000;
 const MODEL_ERROR_POLL_MS = 5_000;
 const INFO_TIMEOUT_MS = 5_000;
+// Answers of the server's access checks (Host, token, Origin): retrying cannot fix them.
+const ACCESS_DENIED_STATUSES = new Set([400, 401, 403]);
 
 /**
- * @typedef {"connecting" | "unreachable" | "loading" | "model-error" | "ready"} ConnectionState
+ * @typedef {"connecting" | "unreachable" | "loading" | "model-error" | "denied" | "ready"} ConnectionState
  * @typedef {{state: ConnectionState, message?: string, retryAt?: number, attempt?: number, info?: object}} StateDetail
  */
 
@@ -77,7 +79,13 @@ export class Connection extends EventTarget {
       let info;
       try {
         info = readInfo(await fetchJson(this.infoUrl, INFO_TIMEOUT_MS));
-      } catch {
+      } catch (error) {
+        if (error instanceof AccessDeniedError) {
+          // Browsers report a refused WebSocket handshake as a bare 1006, so this answer is the one
+          // place the page can learn why. Only a new URL (the token) or a restart helps: stop here.
+          this.#emitState({ state: "denied", message: error.message });
+          return;
+        }
         await this.#retryLater("The camcap server is not answering.");
         continue;
       }
@@ -173,10 +181,20 @@ function defaultStreamUrl() {
   return `${scheme}//${location.host}/v1/stream`;
 }
 
+/** The server refused this page (wrong or missing token, Origin or Host); `message` says what to do. */
+export class AccessDeniedError extends Error {}
+
 async function fetchJson(url, timeoutMs) {
   const response = await fetch(url, { cache: "no-store", signal: AbortSignal.timeout(timeoutMs) });
   // A 503 while loading may still carry a JSON body that says so; read it whatever the status.
   const json = await response.json().catch(() => null);
+  if (ACCESS_DENIED_STATUSES.has(response.status)) {
+    throw new AccessDeniedError(
+      typeof json?.detail === "string"
+        ? json.detail
+        : `The camcap server refused this page (HTTP ${response.status}). Open the URL that \`camcap serve\` printed.`,
+    );
+  }
   if (json === null) throw new Error(`GET ${url} answered ${response.status} without JSON.`);
   return json;
 }
