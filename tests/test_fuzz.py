@@ -23,14 +23,13 @@ from PIL import Image, ImageFile
 
 from camcap.config import Settings
 from camcap.server.app import create_app
-from camcap.server.limits import LimitCode
 from camcap.server.messages import FRAME_MAGIC, ErrorCode
 from tests.fakes import FakeCaptioner
 from tests.test_server import recv, wait_ready
 
 TOKEN = "fuzz-token-0123456789abcdef"
 ACCESS_CODES = {"host_not_allowed", "origin_not_allowed", "token_required", "token_invalid"}
-KNOWN_CODES = {code.value for code in ErrorCode} | {code.value for code in LimitCode} | ACCESS_CODES
+KNOWN_CODES = {code.value for code in ErrorCode} | ACCESS_CODES
 SENTINEL_SEQ = 987_654_321  # far above any seq the strategies make
 # Shared settings for every fuzz test: bounded, no per-example deadline (2 shared CPU cores).
 FUZZ = settings(

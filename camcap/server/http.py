@@ -22,7 +22,7 @@ from camcap.errors import InvalidImageError, UnsupportedTaskError
 from camcap.models.base import ModelInfo, Task
 from camcap.server import convert
 from camcap.server.host import ModelHost, ModelStatus
-from camcap.server.limits import BUSY_RETRY_AFTER_S, LimitCode, StreamSlots, task_text_problem
+from camcap.server.limits import BUSY_RETRY_AFTER_S, StreamSlots, task_text_problem
 from camcap.server.messages import (
     CaptionResponse,
     ConfigMessage,
@@ -39,9 +39,7 @@ router = APIRouter()
 class ApiError(Exception):
     """An error answer: raised by route code, rendered as an `ErrorResponse` by the app."""
 
-    def __init__(
-        self, status: int, code: ErrorCode | LimitCode, detail: str, headers: dict[str, str] | None = None
-    ) -> None:
+    def __init__(self, status: int, code: ErrorCode, detail: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
         self.status, self.code, self.detail, self.headers = status, code, detail, headers
 
@@ -135,7 +133,7 @@ async def caption(
     # A one-shot caption is a client like a live stream: it holds a decoded frame and a turn.
     slots: StreamSlots = request.app.state.stream_slots
     if not slots.acquire():
-        raise ApiError(503, LimitCode.TOO_MANY_STREAMS, slots.busy_message(), {"Retry-After": str(BUSY_RETRY_AFTER_S)})
+        raise ApiError(503, ErrorCode.TOO_MANY_STREAMS, slots.busy_message(), {"Retry-After": str(BUSY_RETRY_AFTER_S)})
     try:
         return await _caption_one(host.scheduler, image, wanted, model, limits, received_at)
     finally:

@@ -18,7 +18,6 @@ Frame bytes and pixels are checked in engine/frames.py; WebSocket message size b
 
 from __future__ import annotations
 
-import enum
 import json
 import time
 from collections.abc import Callable
@@ -29,19 +28,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from camcap.config import Settings
 from camcap.models.base import Task
+from camcap.server.messages import ErrorCode
 
 #: "Try again later": the close code for a stream refused because the server is full.
 WS_TRY_AGAIN_LATER = 1013
 #: Seconds a client refused for being one too many is told to wait (HTTP `Retry-After`).
 BUSY_RETRY_AFTER_S = 5
-
-
-class LimitCode(str, enum.Enum):
-    """Error codes of the limits here, beside `messages.ErrorCode` (same wire field, same rules)."""
-
-    UPLOAD_TOO_LARGE = "upload_too_large"  # an HTTP request body over max_upload_bytes (413)
-    MESSAGE_TOO_LARGE = "message_too_large"  # a WebSocket message over max_ws_message_bytes
-    TOO_MANY_STREAMS = "too_many_streams"  # max_streams clients are being served already
 
 
 @dataclass(frozen=True)
@@ -211,7 +203,7 @@ class BodySizeLimitMiddleware:
             f"The request body {said}; at most {self.max_bytes} are accepted (max_upload_bytes). Send a smaller "
             "image: resize it to the model's input_size (GET /v1/info) or lower the JPEG quality."
         )
-        content = json.dumps({"code": LimitCode.UPLOAD_TOO_LARGE.value, "detail": detail}).encode("utf-8")
+        content = json.dumps({"code": ErrorCode.UPLOAD_TOO_LARGE.value, "detail": detail}).encode("utf-8")
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(content)).encode("ascii")),

@@ -49,6 +49,9 @@ class ErrorCode(str, enum.Enum):
     MODEL_ERROR = "model_error"  # the model failed to load, or failed on this frame
     SERVER_CLOSING = "server_closing"  # the server is shutting down
     SUPERSEDED = "superseded"  # cut_stale stopped this frame's caption: a newer, changed frame is captioned
+    UPLOAD_TOO_LARGE = "upload_too_large"  # an HTTP request body over max_upload_bytes (413)
+    MESSAGE_TOO_LARGE = "message_too_large"  # a WebSocket message over max_ws_message_bytes
+    TOO_MANY_STREAMS = "too_many_streams"  # max_streams clients are being served already
 
 
 class _Message(BaseModel):

@@ -27,7 +27,7 @@ from camcap.engine.timing import monotonic, wall_ms
 from camcap.errors import InvalidImageError, UnsupportedTaskError
 from camcap.server import convert
 from camcap.server.host import ModelHost, ModelStatus
-from camcap.server.limits import WS_TRY_AGAIN_LATER, FrameRate, LimitCode, StreamLimits, StreamSlots, task_text_problem
+from camcap.server.limits import WS_TRY_AGAIN_LATER, FrameRate, StreamLimits, StreamSlots, task_text_problem
 from camcap.server.messages import ConfigMessage, ErrorCode, ErrorEvent, ReadyEvent, TokenEvent
 from camcap.server.messages import describe_validation_error as describe
 from camcap.server.session import MAX_UNREAD_TOKENS, CloseSocket, Outgoing, Session, SessionState
@@ -117,7 +117,7 @@ def _encode(item: Outgoing, session: Session) -> BaseModel:
 
 async def _refuse_busy(websocket: WebSocket, slots: StreamSlots) -> None:
     # Accepted first so the client can read why: browsers hide the reason of a refused handshake.
-    error = ErrorEvent(code=LimitCode.TOO_MANY_STREAMS.value, message=slots.busy_message())
+    error = ErrorEvent(code=ErrorCode.TOO_MANY_STREAMS.value, message=slots.busy_message())
     try:
         await websocket.send_text(error.model_dump_json())
         await websocket.close(code=WS_TRY_AGAIN_LATER, reason="Too many streams; try again later.")
@@ -137,7 +137,7 @@ async def _read(websocket: WebSocket, session: Session, limits: FrameLimits, gua
         if data is not None:
             # uvicorn closes on messages over ws_max_size; this also holds under other servers.
             if len(data) > guard.max_message_bytes:
-                error = ErrorEvent(code=LimitCode.MESSAGE_TOO_LARGE.value, message=guard.message_too_large(len(data)))
+                error = ErrorEvent(code=ErrorCode.MESSAGE_TOO_LARGE.value, message=guard.message_too_large(len(data)))
                 session.post(error)
                 continue
             # Over max_fps_per_stream, the frame waits rather than being dropped: a page that sends
