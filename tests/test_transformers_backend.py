@@ -273,3 +273,21 @@ def test_an_error_inside_generation_reaches_the_consumer(model_cache: Path) -> N
         with pytest.raises(IndexError):
             list(captioner.generate([(FRAME, Task.caption())]))
         assert not [thread for thread in threading.enumerate() if thread.name.startswith("camcap-generate")]
+
+
+def test_out_of_device_memory_fails_the_batch_and_frees_the_cache(model_cache: Path, monkeypatch) -> None:
+    import torch
+
+    freed: list[bool] = []
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: freed.append(True))
+    with create_captioner("random:blip-tiny", ModelOptions(cache_dir=model_cache, max_new_tokens=3)) as captioner:
+
+        def out_of_memory(**kwargs):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+        monkeypatch.setattr(captioner.model, "generate", out_of_memory)
+        with pytest.raises(torch.OutOfMemoryError):
+            list(captioner.generate([(FRAME, Task.caption())]))
+        assert freed == [True]
+        monkeypatch.undo()  # the model recovers: the next frame is captioned
+        assert captioner.caption(FRAME).text

@@ -280,6 +280,10 @@ class TransformersCaptioner(Captioner):
                 if not streamer.finished:
                     streamer.end()  # cancelled before the first step: close every row
         except BaseException as exc:  # handed to the consumer thread, which raises it
+            if isinstance(exc, torch.OutOfMemoryError):
+                # The failed batch's activations sit in the allocator's cache: hand them back so
+                # the next frame can run instead of failing the same way.
+                torch.cuda.empty_cache()
             events.put(_Failed(exc))
         else:
             events.put(_FINISHED)
