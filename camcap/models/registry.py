@@ -51,6 +51,11 @@ def camcap_cache_dir(options: ModelOptions) -> Path:
     return Path(base) / "camcap"
 
 
+def random_checkpoint_dir(options: ModelOptions) -> Path:
+    """Where `random:` checkpoints are built, one folder per architecture."""
+    return camcap_cache_dir(options) / "random"
+
+
 def hub_cache_dir(options: ModelOptions) -> Path | None:
     """Where Hub downloads go: inside camcap's cache if the user set one, else the HF default."""
     return None if options.cache_dir is None else Path(options.cache_dir) / "hub"
@@ -91,7 +96,7 @@ def create_captioner(spec: str, options: ModelOptions | None = None) -> Captione
                 f"{', '.join(random_checkpoints.RANDOM_ARCHITECTURES)}."
             )
         # Building a checkpoint is I/O (seconds for the base sizes): defer it to setup().
-        build = functools.partial(random_checkpoints.ensure_checkpoint, arch, camcap_cache_dir(options) / "random")
+        build = functools.partial(random_checkpoints.ensure_checkpoint, arch, random_checkpoint_dir(options))
         return TransformersCaptioner(build, options, name=spec, random_weights=True)
 
     known = ", ".join(info.spec for info in known_specs())
