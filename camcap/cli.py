@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import errno
+import functools
 import json
 import logging
 import os
@@ -19,9 +20,9 @@ import threading
 import time
 import webbrowser
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from camcap import __version__
 from camcap.config import Settings
@@ -29,10 +30,18 @@ from camcap.errors import CamcapError
 from camcap.models.base import Caption, Event, ModelInfo, Task, TaskKind, Token
 from camcap.models.options import ModelOptions
 
+if TYPE_CHECKING:  # imported when used: cryptography is not needed by the other commands
+    from camcap.server.tls import CertPair
+
 logger = logging.getLogger("camcap.cli")
 
 # Flags that map one-to-one onto Settings fields (argparse dest == field name).
-_SETTINGS_FLAGS = ("model", "device", "dtype", "max_new_tokens", "detail", "cache_dir", "host", "port", "open_browser")
+_SETTINGS_FLAGS = (
+    "model", "device", "dtype", "max_new_tokens", "detail", "compile", "cache_dir", "host", "port", "open_browser",
+    "change_threshold", "cut_stale", "max_batch", "batch_window_ms",
+)  # fmt: skip
+# `serve`'s access and HTTPS flags, also Settings fields (docs/security.md).
+_ACCESS_FLAGS = ("token", "allow_origins", "allow_hosts", "https", "cert", "key")
 
 _DESCRIPTIONS = {
     "caption": "Prints one caption per image (with its file name when there are several), the words as the\n"
@@ -46,6 +55,10 @@ _DESCRIPTIONS = {
     "random:<arch> specs are built on this machine instead (no download).",
     "doctor": "Reports versions, the torch build, GPUs and driver, the device camcap would pick and why,\n"
     "cache folders and free space, and whether the model is downloaded, then says what to fix.",
+    "bench": "Measures camcap's latency story on this machine: the server's overhead next to the model,\n"
+    "transports, caption freshness, frame size, concurrent streams, change gating and the stale-work cut.\n"
+    "The real server runs in this process on 127.0.0.1; frames are synthetic. Prints a table (or a\n"
+    "markdown section with --markdown) and writes every number as JSON with --json.",
 }
 _CAPTION_EXAMPLES = """\
 examples:
@@ -61,12 +74,21 @@ examples:
   camcap serve --port 8080 --no-open
   camcap serve --model random:blip-tiny --device cpu
   CAMCAP_MODEL=hf:org/model camcap serve
+  camcap serve --host 0.0.0.0           # for other devices: HTTPS, prints a URL with a fresh token
+  CAMCAP_TOKEN=$(cat ~/.camcap-token) camcap serve --host 0.0.0.0 --cert cert.pem --key key.pem
 """
 _PULL_EXAMPLES = """\
 examples:
   camcap pull moondream2
   camcap pull hf:Salesforce/blip-image-captioning-base
   camcap pull random:blip-tiny          # builds a tiny random-weight model locally
+"""
+_BENCH_EXAMPLES = """\
+examples:
+  camcap bench --smoke                  # seconds: every scenario, tiny model (CI)
+  camcap bench --model random:blip-base --new-tokens 10 --json bench.json
+  camcap bench --model random:smolvlm-256m --scenarios frame_size --also-detail high
+  camcap bench --scenarios streams --streams 1,2,4,8 --batch-windows 0,20,50 --markdown
 """
 
 
@@ -90,10 +112,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("camcap: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
+        if not _stdout_closed():
+            raise  # a socket or pipe of the command's own, not the reader of our output: a real error
         # The reader went away (`camcap caption *.jpg | head -1`): not an error worth a traceback.
         # Point stdout at devnull so the interpreter's final flush does not raise again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+
+
+def _stdout_closed() -> bool:
+    """True if writing to stdout fails because its reader has gone."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return True
+    return False
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,6 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
     group = generation.add_argument_group("generation")
     group.add_argument("--max-new-tokens", type=int, metavar="N", help="longest caption, in tokens (default: 40)")
     group.add_argument("--detail", choices=("low", "high"), help="frame size: low is faster, high sees more")
+    group.add_argument(
+        "--compile",
+        action="store_const",
+        const=True,
+        help="torch.compile the model where the backend supports it (slower start, maybe faster captions)",
+    )
 
     cache = argparse.ArgumentParser(add_help=False)
     cache.add_argument(
@@ -160,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         _serve,
         "Serve the live captioning page and API.",
-        parents=[common, model, cache],
+        parents=[common, model, generation, cache],
         epilog=_SERVE_EXAMPLES,
     )
     serve.add_argument("--host", help="address to listen on (default: 127.0.0.1, this machine only)")
@@ -168,6 +207,57 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--no-open", dest="open_browser", action="store_const", const=False, help="do not open a browser"
     )
+    freshness = serve.add_argument_group("freshness and throughput (see docs/benchmarks.md)")
+    freshness.add_argument(
+        "--change-threshold",
+        type=float,
+        metavar="PERCENT",
+        help="skip frames whose picture changed less than this share since the last captioned one (default: 0.2; "
+        "0 captions every frame)",
+    )
+    freshness.add_argument(
+        "--cut-stale",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="stop a caption when a much newer, changed frame of the same stream waits (default: off)",
+    )
+    freshness.add_argument("--max-batch", type=int, metavar="N", help="most frames of different streams per batch")
+    freshness.add_argument(
+        "--batch-window-ms",
+        type=float,
+        metavar="MS",
+        help="let an idle model wait this long for other streams' frames to share a batch (default: 0)",
+    )
+    access = serve.add_argument_group("access (see docs/security.md)")
+    access.add_argument(
+        "--token",
+        help="access token every client must send (16+ characters of A-Z a-z 0-9 - _ . ~). Prefer CAMCAP_TOKEN: "
+        "a command line is visible to other users in `ps`. Default: none on 127.0.0.1; a fresh one, printed "
+        "in the URL, when listening beyond it",
+    )
+    access.add_argument(
+        "--allow-origin",
+        dest="allow_origins",
+        action="append",
+        metavar="ORIGIN",
+        help="let web pages from ORIGIN (scheme://host[:port]) call this server; repeatable",
+    )
+    access.add_argument(
+        "--allow-host",
+        dest="allow_hosts",
+        action="append",
+        metavar="NAME",
+        help="another name this server is reached by (a DNS name, a reverse proxy); repeatable",
+    )
+    access.add_argument(
+        "--https",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="serve HTTPS (default: on when listening beyond 127.0.0.1, since browsers only open a camera on "
+        "HTTPS pages or localhost); a self-signed certificate is made once and kept in ~/.config/camcap/tls",
+    )
+    access.add_argument("--cert", metavar="FILE", help="your own PEM certificate (chain) for HTTPS")
+    access.add_argument("--key", metavar="FILE", help="the unencrypted PEM private key of --cert")
 
     models = command(
         "models", _models, "List the models camcap knows and whether they are on disk.", parents=[common, cache]
@@ -185,6 +275,36 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common, model, cache],
     )  # fmt: skip
     doctor.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    bench = command(
+        "bench", _bench, "Benchmark camcap's latency on this machine.", parents=[common, model, cache],
+        epilog=_BENCH_EXAMPLES,
+    )  # fmt: skip
+    bench.add_argument("--detail", choices=("low", "high"), help="frame size the model asks for (default: low)")
+    bench.add_argument("--new-tokens", type=int, metavar="N", help="tokens per caption, min = max (default: 10)")
+    bench.add_argument(
+        "--scenarios", type=_names, metavar="LIST", help="comma-separated, from: " + ", ".join(_bench_scenarios())
+    )
+    bench.add_argument("--smoke", action="store_true", help="everything at its smallest, random:blip-tiny by default")
+    bench.add_argument("--json", metavar="FILE", help="write every number to FILE as JSON")
+    bench.add_argument("--markdown", action="store_true", help="print a section for docs/benchmarks.md, not a table")
+    sizes = bench.add_argument_group("how much to run (defaults size a CPU run to minutes)")
+    sizes.add_argument("--warmup", type=int, metavar="N", help="untimed captions before each series (2)")
+    sizes.add_argument("--pairs", type=int, metavar="N", help="overhead: interleaved model/full-path pairs (12)")
+    sizes.add_argument("--transport-reps", type=int, metavar="N", help="transports: frames per transport (8)")
+    sizes.add_argument("--seconds", type=float, metavar="S", help="freshness, gating, stale_cut: seconds per run (20)")
+    sizes.add_argument("--interval", dest="interval_s", type=float, metavar="S", help="freshness: fixed interval (3)")
+    sizes.add_argument("--sizes", type=_ints, metavar="LIST", help="frame_size: short sides in px (224,384,512,768)")
+    sizes.add_argument("--size-reps", type=int, metavar="N", help="frame_size: captions per size and path (2)")
+    sizes.add_argument(
+        "--also-detail", dest="details", type=_names, metavar="LIST", help="frame_size: also time these details"
+    )
+    sizes.add_argument("--streams", type=_ints, metavar="LIST", help="streams: concurrent stream counts (1,2,4,8)")
+    sizes.add_argument("--captions-per-stream", type=int, metavar="N", help="streams: measured captions each (3)")
+    sizes.add_argument("--batch-windows", type=_floats, metavar="LIST", help="streams: batching windows, ms (0,50)")
+    sizes.add_argument(
+        "--thresholds", dest="change_thresholds", type=_floats, metavar="LIST", help="gating: change thresholds, %%"
+    )
     return parser
 
 
@@ -220,19 +340,78 @@ def _serve(args: argparse.Namespace) -> int:
     _check_port_free(settings.host, settings.port)
     import uvicorn
 
-    from camcap.server.app import create_app
+    from camcap.server.app import create_app, uvicorn_options
+    from camcap.server.security import check_bind_safety, url_with_token
 
+    given = settings.token.get_secret_value() if settings.token is not None else None
+    # Beyond loopback without a token, one is made here and shown in the URL below.
+    token = check_bind_safety(settings.host, given)
+    if token is not None and token != given:
+        settings = settings.model_copy(update={"token": SecretStr(token)})
+    pair = _tls_pair(settings)
     app = create_app(settings)
-    url = f"http://{_browser_host(settings.host)}:{settings.port}/"
+    scheme = "https" if pair is not None else "http"
+    url = url_with_token(f"{scheme}://{_browser_host(settings.host)}:{settings.port}/", token)
     if settings.open_browser and settings.port:  # port 0: the OS picks one, known only to uvicorn
         threading.Thread(target=_open_when_listening, args=(settings.host, settings.port, url), daemon=True).start()
+    _print_access(settings, token, generated=token is not None and token != given, pair=pair)
     print(f"camcap: serving {settings.model} at {url} (Ctrl+C to stop)", file=sys.stderr)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="debug" if args.verbose > 1 else "info")
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="debug" if args.verbose > 1 else "info",
+        ssl_certfile=None if pair is None else str(pair.cert),
+        ssl_keyfile=None if pair is None else str(pair.key),
+        **uvicorn_options(settings),
+    )
     return 0
 
 
+def _tls_pair(settings: Settings) -> CertPair | None:
+    """The checked certificate to serve HTTPS with (self-signed unless --cert/--key), or None."""
+    from camcap.server import tls
+    from camcap.server.security import served_names
+
+    if not settings.serves_https():
+        if settings.cert is not None or settings.key is not None:
+            raise CamcapError("--cert and --key are for HTTPS; leave out --no-https (or CAMCAP_HTTPS=false).")
+        return None
+    if (settings.cert is None) != (settings.key is None):
+        raise CamcapError("--cert and --key go together: pass both, or neither for a self-signed certificate.")
+    if settings.cert is not None and settings.key is not None:
+        return tls.load_cert_pair(settings.cert, settings.key)
+    cert, key = tls.ensure_self_signed_cert(hostnames=served_names(settings.host))
+    return tls.load_cert_pair(cert, key)
+
+
+def _print_access(settings: Settings, token: str | None, *, generated: bool, pair: CertPair | None) -> None:
+    """Say how to reach the server: the token it needs, other devices' URLs, the certificate."""
+    from camcap.server.security import is_loopback_host, is_wildcard_host, local_addresses, url_with_token
+
+    say = functools.partial(print, file=sys.stderr)
+    if generated:
+        say("camcap: other devices can reach this server, so it needs an access token; a new one was made.")
+        say("camcap: open the URL below (it carries the token); set CAMCAP_TOKEN to keep one across restarts.")
+    if not is_loopback_host(settings.host):
+        scheme = "https" if pair is not None else "http"
+        hosts = local_addresses() if is_wildcard_host(settings.host) else [settings.host]
+        for host in hosts:
+            shown = f"[{host}]" if ":" in host else host
+            say(f"camcap: from another device: {url_with_token(f'{scheme}://{shown}:{settings.port}/', token)}")
+        if pair is None:
+            say(
+                "camcap: warning: plain HTTP beyond this machine: anyone on the network path can read frames, "
+                "captions and the token, and browsers on other devices will not open their camera. Drop --no-https."
+            )
+    if pair is not None:
+        kind = "self-signed (browsers warn once; accept it if the fingerprint matches)" if pair.self_signed else ""
+        say(f"camcap: HTTPS certificate {pair.cert} {kind}".rstrip())
+        say(f"camcap:   SHA-256 fingerprint {pair.fingerprint}")
+
+
 def _models(args: argparse.Namespace) -> int:
-    from camcap.doctor import human_size, list_models
+    from camcap.models.store import human_size, list_models
 
     statuses = list_models(_options(_settings(args)))
     if args.json:
@@ -253,8 +432,8 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _pull(args: argparse.Namespace) -> int:
-    from camcap.doctor import model_status
     from camcap.models import hub, registry
+    from camcap.models.store import model_status
 
     # allow_download is not consulted: `pull` is the explicit request to download.
     options = dataclasses.replace(_options(_settings(args)), allow_download=True)
@@ -278,7 +457,7 @@ def _pull(args: argparse.Namespace) -> int:
         from camcap.models import random_checkpoints
 
         # The folder the registry builds into and loads from (see create_captioner).
-        root = registry.camcap_cache_dir(options) / "random"
+        root = registry.random_checkpoint_dir(options)
         arch = spec[len("random:") :]
         if arch in random_checkpoints.RANDOM_ARCHITECTURES and not random_checkpoints.is_random_checkpoint(root / arch):
             print(f"camcap: building {spec} in {root}...", file=sys.stderr)
@@ -295,6 +474,60 @@ def _doctor(args: argparse.Namespace) -> int:
     report = collect_report(_settings(args))
     print(json.dumps(report.to_dict(), indent=2) if args.json else render_report(report))
     return 0
+
+
+_BENCH_SIZES = (
+    "warmup", "pairs", "transport_reps", "seconds", "interval_s", "sizes", "size_reps", "details", "streams",
+    "captions_per_stream", "batch_windows", "change_thresholds",
+)  # fmt: skip
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from camcap.bench import BenchOptions, run_bench
+    from camcap.bench.options import SMOKE_MODEL
+
+    settings = _settings(args)
+    if args.smoke and args.model is None:
+        settings = settings.model_copy(update={"model": SMOKE_MODEL})
+    changes: dict[str, Any] = {name: getattr(args, name) for name in _BENCH_SIZES if getattr(args, name) is not None}
+    if args.new_tokens is not None:
+        changes["new_tokens"] = args.new_tokens
+    if args.scenarios is not None:
+        changes["scenarios"] = args.scenarios
+    try:
+        options = BenchOptions.smoke(settings, **changes) if args.smoke else BenchOptions(settings=settings, **changes)
+    except ValueError as exc:
+        raise CamcapError(str(exc)) from None
+    if not args.verbose:
+        # Every server configuration the bench starts would repeat the random-weights warning.
+        logging.getLogger("camcap.server.host").setLevel(logging.ERROR)
+    report = run_bench(options, progress=lambda line: print(f"camcap bench: {line}", file=sys.stderr))
+    print(report.markdown() if args.markdown else report.text())
+    if args.json:
+        report.write_json(args.json)
+        print(f"camcap bench: wrote {args.json}", file=sys.stderr)
+    if report.failed:
+        print(f"camcap bench: failed: {', '.join(report.failed)} (see the errors above)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _bench_scenarios() -> tuple[str, ...]:
+    from camcap.bench.options import SCENARIOS
+
+    return SCENARIOS
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(value) for value in _names(text))
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(value) for value in _names(text))
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -364,7 +597,8 @@ def _places(caption: Caption) -> list[str]:
 
 def _settings(args: argparse.Namespace) -> Settings:
     """Settings from the flags given; flags left out fall back to CAMCAP_* variables, then defaults."""
-    given = {name: getattr(args, name) for name in _SETTINGS_FLAGS if getattr(args, name, None) is not None}
+    names = (*_SETTINGS_FLAGS, *_ACCESS_FLAGS)
+    given = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     try:
         return Settings(**given)
     except ValidationError as exc:

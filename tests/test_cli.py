@@ -283,3 +283,37 @@ def test_help_and_version_through_python_m(env):
 def test_no_command_prints_help_and_fails(capsys):
     assert main([]) == 2
     assert "usage: camcap" in capsys.readouterr().err
+
+
+def test_serve_flags_reach_the_settings_and_unset_ones_keep_their_defaults(monkeypatch):
+    from camcap import cli
+
+    monkeypatch.delenv("CAMCAP_CHANGE_THRESHOLD", raising=False)
+    args = cli.build_parser().parse_args(
+        ["serve", "--detail", "high", "--compile", "--max-new-tokens", "12", "--change-threshold", "0",
+         "--cut-stale", "--max-batch", "4", "--batch-window-ms", "20", "--no-open"]
+    )  # fmt: skip
+    settings = cli._settings(args)
+    assert (settings.detail, settings.compile, settings.max_new_tokens) == ("high", True, 12)
+    assert (settings.change_threshold, settings.cut_stale, settings.max_batch, settings.batch_window_ms) == (
+        0.0,
+        True,
+        4,
+        20.0,
+    )
+    assert settings.open_browser is False
+    defaults = cli._settings(cli.build_parser().parse_args(["serve"]))
+    assert (defaults.compile, defaults.cut_stale, defaults.change_threshold) == (False, False, 0.2)
+
+
+def test_a_broken_pipe_of_the_commands_own_is_an_error_not_a_closed_stdout(monkeypatch):
+    # Only a reader of our stdout going away is quiet; a socket of the command's own breaking
+    # (e.g. the bench's HTTP client) must not be swallowed as "stdout closed".
+    from camcap import cli
+
+    def broken(args):
+        raise BrokenPipeError("connection to the server broke")
+
+    monkeypatch.setattr(cli, "_models", broken)
+    with pytest.raises(BrokenPipeError, match="connection to the server broke"):
+        cli.main(["models"])

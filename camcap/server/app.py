@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -21,6 +22,22 @@ from camcap.server.convert import frame_limits
 from camcap.server.host import ModelHost
 from camcap.server.limits import BodySizeLimitMiddleware, StreamLimits, StreamSlots
 from camcap.server.security import AccessControlMiddleware, AccessPolicy, check_bind_safety
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """How uvicorn must run a camcap app: shared by `camcap serve` and `camcap bench`, so the
+    benchmark measures the server users get."""
+    return {
+        "ws_max_size": settings.ws_max_size(),
+        # Messages a client may have waiting unread (uvicorn's default 32 x ws_max_size could hold
+        # 256 MiB per connection); the page sends one frame at a time.
+        "ws_max_queue": 4,
+        # Frames are JPEG: deflate shrinks them by under 1 % and cost 1.3-1.8 ms of a 2.3 ms
+        # loopback round trip (camcap bench, docs/benchmarks.md).
+        "ws_per_message_deflate": False,
+        # Ctrl+C waits this long for captions in progress, then cancels them.
+        "timeout_graceful_shutdown": 5,
+    }
 
 
 def create_app(settings: Settings, captioner: Captioner | None = None) -> FastAPI:
