@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
 
 from camcap.errors import UnsupportedTaskError
@@ -19,17 +18,10 @@ from camcap.models.base import Caption, Captioner, Event, Task, TaskKind, Token
 from camcap.models.options import ModelOptions
 from camcap.models.registry import create_captioner
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SPECS = ["random:blip-tiny", "random:git-tiny", "random:florence2-tiny", "random:smolvlm-tiny"]
 MAX_NEW_TOKENS = 5
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    # Tiny models run several times faster on one thread than on two contended ones here.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module", params=SPECS)

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
 import httpx
 import pytest
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.applications import Starlette
@@ -38,6 +35,7 @@ from camcap.server.security import (
     tokens_match,
     url_with_token,
 )
+from tests.live_server import live_server
 
 TOKEN = "s3cret-token-for-tests-0123456789"
 BASE = "http://localhost:8000"
@@ -503,19 +501,8 @@ def test_close_reasons_fit_a_close_frame(client: TestClient) -> None:
 @contextlib.contextmanager
 def serving(app: AccessControlMiddleware) -> Iterator[int]:
     """Run `app` under uvicorn on 127.0.0.1 (an OS-picked port) in a thread; yields the port."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", ws="websockets-sansio")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield server.servers[0].sockets[0].getsockname()[1]
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with live_server(app, lifespan="off", ws="websockets-sansio") as (_, port):
+        yield port
 
 
 def test_real_server_refuses_the_handshake_and_accepts_the_token() -> None:

@@ -8,14 +8,11 @@ import os
 import ssl
 import stat
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -28,6 +25,7 @@ from starlette.routing import Route
 from camcap.server import tls
 from camcap.server.security import AccessControlMiddleware, AccessPolicy
 from camcap.server.tls import TlsError, default_tls_dir, ensure_self_signed_cert, load_cert_pair
+from tests.live_server import live_server
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes")
 
@@ -207,27 +205,8 @@ async def hello(request: Request) -> PlainTextResponse:
 @contextlib.contextmanager
 def serving_tls(app: object, cert: Path, key: Path) -> Iterator[int]:
     """Run `app` under uvicorn with TLS on 127.0.0.1 (an OS-picked port) in a thread; yields the port."""
-    config = uvicorn.Config(
-        app,  # type: ignore[arg-type]
-        host="127.0.0.1",
-        port=0,
-        log_level="warning",
-        lifespan="off",
-        ssl_certfile=str(cert),
-        ssl_keyfile=str(key),
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield server.servers[0].sockets[0].getsockname()[1]
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with live_server(app, lifespan="off", ssl_certfile=str(cert), ssl_keyfile=str(key)) as (_, port):
+        yield port
 
 
 def test_uvicorn_serves_https_verified_against_the_certificate(tmp_path: Path) -> None:

@@ -20,17 +20,10 @@ from camcap.models.random_checkpoints import ensure_checkpoint
 from camcap.models.registry import create_captioner
 from camcap.models.transformers import TransformersCaptioner
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 Load = Callable[[str], TransformersCaptioner]
 FRAME = Image.new("RGB", (640, 480), (40, 120, 200))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    # Tiny models run several times faster on one thread than on two contended ones here.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
