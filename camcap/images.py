@@ -6,12 +6,12 @@ a user typed, where the useful error is "which file, and what is wrong with it".
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from camcap.engine.frames import draft_reduced, fit_short_side
 from camcap.errors import InvalidImageError
 
 _FORMATS_HINT = "expected an image file such as JPEG, PNG or WebP"
@@ -28,21 +28,14 @@ def open_image(path: str | Path, *, max_short_side: int | None = None) -> Image.
     """
     try:
         with Image.open(path) as image:
-            scale = 1.0 if max_short_side is None else min(1.0, max_short_side / min(image.size))
-            if scale < 1.0 and image.format == "JPEG":
-                # libjpeg decodes at 1/2, 1/4 or 1/8 scale for a fraction of the cost, never
-                # below the size asked for; the resize below sets the exact size.
-                image.draft("RGB", (math.ceil(image.width * scale), math.ceil(image.height * scale)))
+            draft_reduced(image, max_short_side)
             # Phone and camera photos are often stored sideways with an orientation tag; the model
             # should see them the way a person does.
             rgb = ImageOps.exif_transpose(image).convert("RGB")
     except Exception as exc:
         raise InvalidImageError(f"{path}: {_describe(exc)}") from exc
-    if max_short_side is not None and min(rgb.size) > max_short_side:
-        factor = max_short_side / min(rgb.size)
-        size = (max(1, round(rgb.width * factor)), max(1, round(rgb.height * factor)))
-        # Same filter as the server's frames, so a file and an upload give the model the same pixels.
-        rgb = rgb.resize(size, Image.Resampling.BICUBIC, reducing_gap=2.0)
+    # The server's resize, so a file and an upload give the model the same pixels.
+    rgb = fit_short_side(rgb, max_short_side)
     return rgb
 
 

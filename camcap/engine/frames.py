@@ -151,11 +151,7 @@ def decode_image(
         )
 
     try:
-        scale = _downscale(width, height, max_short_side)
-        if scale < 1.0 and fmt == "JPEG":
-            # libjpeg can decode at 1/2, 1/4 or 1/8 scale for a fraction of the cost; draft never
-            # goes below the size asked for, so the resize below still sets the exact size.
-            image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
+        draft_reduced(image, max_short_side)
         image.load()
         ImageOps.exif_transpose(image, in_place=True)  # phone photos are often stored sideways
         rgb = image if image.mode == "RGB" else image.convert("RGB")
@@ -166,11 +162,7 @@ def decode_image(
             "Send the complete image bytes."
         ) from None
 
-    short = min(rgb.size)
-    if max_short_side is not None and short > max_short_side:
-        factor = max_short_side / short
-        size = (max(1, round(rgb.width * factor)), max(1, round(rgb.height * factor)))
-        rgb = rgb.resize(size, Image.Resampling.BICUBIC, reducing_gap=2.0)
+    rgb = fit_short_side(rgb, max_short_side)
     frame_signature = signature(rgb) if with_signature else None
     return DecodedImage(
         image=rgb, format=fmt, source_size=(width, height), decode_ms=ms_since(start), signature=frame_signature
@@ -185,10 +177,26 @@ async def decode_image_off_loop(
     return await anyio.to_thread.run_sync(call)
 
 
-def _downscale(width: int, height: int, max_short_side: int | None) -> float:
-    if max_short_side is None or min(width, height) <= max_short_side:
-        return 1.0
-    return max_short_side / min(width, height)
+def draft_reduced(image: Image.Image, max_short_side: int | None) -> None:
+    """Before decoding: let libjpeg decode a JPEG at 1/2, 1/4 or 1/8 scale when the image will be
+    shrunk anyway, for a fraction of the cost. Draft never goes below the size asked for, so
+    `fit_short_side` still sets the exact size."""
+    width, height = image.size
+    if max_short_side is None or min(width, height) <= max_short_side or image.format != "JPEG":
+        return
+    scale = max_short_side / min(width, height)
+    image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
+
+
+def fit_short_side(rgb: Image.Image, max_short_side: int | None) -> Image.Image:
+    """Downscale (never upscale) so the short side is at most `max_short_side` pixels. Frames,
+    uploads and the CLI's files all pass through here, so the model sees the same pixels from each."""
+    short = min(rgb.size)
+    if max_short_side is None or short <= max_short_side:
+        return rgb
+    factor = max_short_side / short
+    size = (max(1, round(rgb.width * factor)), max(1, round(rgb.height * factor)))
+    return rgb.resize(size, Image.Resampling.BICUBIC, reducing_gap=2.0)
 
 
 def _first_line(exc: BaseException) -> str:
