@@ -1,9 +1,11 @@
-"""A real uvicorn server for one app, on a thread, on a free 127.0.0.1 port: for tests that need
-real sockets (a browser, a shutdown, TLS) but not a whole `camcap serve` process."""
+"""Real servers for tests: `live_server` runs one app under uvicorn on a thread (real sockets for a
+browser, a shutdown, TLS, without a whole process); `free_port` and `stop_process` serve the tests
+that start `camcap serve` as a subprocess."""
 
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -38,3 +40,20 @@ def live_server(app: Any, **config: Any) -> Iterator[tuple[uvicorn.Server, int]]
         sock.close()
         if thread.is_alive():
             raise RuntimeError("uvicorn did not stop within 30 s")
+
+
+def free_port() -> int:
+    """A 127.0.0.1 port that was free a moment ago, for a `camcap serve --port` subprocess."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 30) -> None:
+    """Ask a server subprocess to stop (SIGTERM, as Ctrl+C would), and kill it if it does not."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)

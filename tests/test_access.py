@@ -31,7 +31,7 @@ from camcap.config import Settings
 from camcap.server.app import create_app
 from camcap.server.security import TOKEN_COOKIE, AccessConfigError
 from tests.fakes import FakeCaptioner
-from tests.live_server import live_server
+from tests.live_server import free_port, live_server, stop_process
 from tests.test_server import jpeg, recv, wait_ready
 
 TOKEN = "test-token-0123456789abcdef"
@@ -200,12 +200,6 @@ def test_a_rebound_domain_name_is_refused_by_the_host_check(client):
 # --- `camcap serve` -------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def serve_env(subprocess_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
     # Its own config folder, so the certificate is made here and never in the user's ~/.config.
@@ -240,12 +234,7 @@ class Serve:
         return found
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        stop_process(self.process)
 
 
 @contextmanager

@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import struct
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from PIL import Image
 
 from camcap.server.messages import FRAME_MAGIC, InfoResponse, LimitsOut
 from tests.fake_camera import HEIGHT, WIDTH, NotAClipFrame, decode_frame, write_y4m
+from tests.live_server import free_port, stop_process
 
 pytestmark = pytest.mark.browser
 
@@ -67,12 +67,6 @@ class Server:
         return self.log_path.read_text(errors="replace")[-chars:]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _get_json(url: str) -> tuple[int, Any]:
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
@@ -107,7 +101,7 @@ def camcap_server(
 ) -> Iterator[Server]:
     """A real `camcap serve` on a free port. Asks for `chromium_path` first, so that without a
     browser the tests skip before paying for a server start."""
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path_factory.mktemp("serve") / "serve.log"
     command = [
         sys.executable, "-m", "camcap", "serve",
@@ -124,12 +118,7 @@ def camcap_server(
         _wait_until_ready(server)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        stop_process(process, timeout=15)
 
 
 # --- the browser -------------------------------------------------------------------------------

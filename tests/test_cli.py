@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import socket
 import subprocess
@@ -17,6 +16,7 @@ from PIL import Image, ImageDraw
 
 from camcap import InvalidImageError, Timings, __version__
 from camcap.cli import main
+from tests.live_server import free_port, stop_process
 
 MODEL = "random:blip-tiny"
 TIMING_FIELDS = {field.name for field in dataclasses.fields(Timings)}
@@ -233,11 +233,8 @@ def test_serve_refuses_a_busy_port_before_loading_anything(env):
     assert f"port {port} is already in use; try --port {port + 1} or stop the other process" in done.stderr
 
 
-@pytest.mark.skipif(importlib.util.find_spec("camcap.server.app") is None, reason="camcap.server.app not written yet")
 def test_serve_starts_and_answers_healthz(env):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "camcap", "serve", "--model", MODEL, "--port", str(port), "--no-open"],
         env=env,
@@ -257,8 +254,7 @@ def test_serve_starts_and_answers_healthz(env):
                     pytest.fail(f"camcap serve did not answer /healthz: {server.communicate(timeout=10)[1]}")
                 time.sleep(0.3)
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop_process(server)
 
 
 # --- help and version -------------------------------------------------------------------------

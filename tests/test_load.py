@@ -13,7 +13,6 @@ import asyncio
 import io
 import json
 import random
-import socket
 import statistics
 import struct
 import subprocess
@@ -29,6 +28,7 @@ from PIL import Image
 from websockets.asyncio.client import connect
 
 from camcap.server.messages import FRAME_MAGIC
+from tests.live_server import free_port, stop_process
 
 pytestmark = pytest.mark.slow
 
@@ -132,9 +132,7 @@ async def drive(url: str, pid: int) -> tuple[list[StreamStats], int, int]:
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the server's memory from /proc")
 def test_many_streams_share_one_server_fairly_without_growing_its_memory(subprocess_env, tmp_path):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     env = {
         **subprocess_env,
         # Captions of a fixed length: every stream asks the same work of the model.
@@ -185,12 +183,7 @@ def test_many_streams_share_one_server_fairly_without_growing_its_memory(subproc
         output = log.read_text()
         assert "Traceback" not in output and "ERROR" not in output, output[-3000:]
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
+        stop_process(server)
     # A clean shutdown after the load (uvicorn re-raises the SIGTERM it handled, hence -15).
     assert server.returncode in (0, -15), log.read_text()[-3000:]
     assert "Application shutdown complete" in log.read_text()
