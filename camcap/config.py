@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from camcap.engine.batching import DEFAULT_BATCH_WINDOW_MS
 from camcap.engine.options import (
     DEFAULT_CHANGE_THRESHOLD,
     DEFAULT_MAX_UNCHANGED_S,
@@ -67,8 +68,12 @@ class Settings(BaseSettings):
     stale_after_ms: float = Field(
         DEFAULT_STALE_AFTER_MS, ge=0, description="How much newer a waiting frame must be to cut (cut_stale)."
     )
+    # Measured and bounded in engine/batching.py: it never holds a lone stream or a quiet one.
     batch_window_ms: float = Field(
-        0.0, ge=0, le=1000, description="How long an idle model waits for other streams' frames to fill a batch."
+        DEFAULT_BATCH_WINDOW_MS,
+        ge=0,
+        le=1000,
+        description="Longest an idle model waits for other streams' frames to fill a batch (ms); 0: off.",
     )
 
     # --- access (server/security.py, docs/security.md) ------------------------------------------

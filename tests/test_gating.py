@@ -17,9 +17,9 @@ import pytest
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
 from camcap.engine.change import CELL_LEVELS, SIGNATURE_SIZE, ChangeGate, difference, signature
+from camcap.engine.events import Frame
 from camcap.engine.frames import decode_image
 from camcap.engine.options import DEFAULT_CHANGE_THRESHOLD, StreamOptions
-from camcap.engine.scheduler import Frame
 from camcap.models.base import Task
 
 WIDTH, HEIGHT = 512, 384  # a 640x480 camera at input_size 384

@@ -16,18 +16,11 @@ from contextlib import contextmanager
 import pytest
 from PIL import Image
 
+from camcap.engine import batching
 from camcap.engine.change import signature
+from camcap.engine.events import Frame, FrameCaption, FrameError, FrameUnchanged, StreamEvent, TokenDelta
 from camcap.engine.options import StreamOptions
-from camcap.engine.scheduler import (
-    Frame,
-    FrameCaption,
-    FrameError,
-    FrameUnchanged,
-    Scheduler,
-    Stream,
-    StreamEvent,
-    TokenDelta,
-)
+from camcap.engine.scheduler import Scheduler, Stream
 from camcap.errors import UnsupportedTaskError
 from camcap.models.base import Task
 from camcap.server.messages import ErrorCode
@@ -642,6 +635,22 @@ def test_a_batch_window_never_holds_a_lone_stream():
             stream = scheduler.open_stream()
             stream.submit(frame(0, RED))
             await next_caption(stream)  # bounded by WAIT, far less than the window
+
+    run(main)
+
+
+def test_a_batch_window_does_not_wait_for_a_stream_that_has_gone_quiet(monkeypatch):
+    monkeypatch.setattr(batching, "QUIET_AFTER_MIN_S", 0.05)
+    fake = FakeCaptioner(max_batch=4)
+
+    async def main():
+        with scheduler_for(fake, batch_window_ms=60_000) as scheduler:
+            scheduler.open_stream()  # a paused page: open, sending nothing
+            live = scheduler.open_stream()
+            await asyncio.sleep(0.2)
+            live.submit(frame(0, RED))
+            await next_caption(live)  # bounded by WAIT, far less than the window
+            assert fake.batches == [1]
 
     run(main)
 

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 from PIL import Image, ImageChops
 
 if TYPE_CHECKING:
+    from camcap.engine.events import Frame
     from camcap.engine.options import StreamOptions
-    from camcap.engine.scheduler import Frame
     from camcap.models.base import Task
 
 # A cell must move by more than this many grey levels (0..255) to count as changed: above the

@@ -11,19 +11,19 @@ Closing a stream drops its waiting frame at once. If its frame is being captione
 stops reading the backend's iterator and closes it, which cancels the generation; when other
 streams share the batch, their items finish and only the closed stream's events are dropped.
 
-Three policies make the model's time count (each stream's are in its `StreamOptions`):
-- Change gating: a frame that barely differs from the last frame the stream handed to the model
-  (same task) is answered `FrameUnchanged` at once and never reaches the slot (engine/change.py).
-- Stale-work cut: when a stream's frame is being captioned and a frame of the same stream waits
-  that was captured `stale_after_ms` later and shows a changed scene, the generation is stopped
-  (the backend's iterator is closed), the old frame is answered `superseded`, and the newer one
-  is taken next. Only when every unfinished item of the batch is stale (a batch shared with
-  other streams is never cut for one of them), and never twice in a row for a stream, so a scene
-  that keeps changing still gets captions.
-- Batching window: when fewer frames wait than a batch holds and other streams are open, the
-  worker waits until `batch_window_ms` after the first of them arrived for other streams' frames,
-  so that streams whose frames arrive nearly together share one batch. Taking streams least
-  recently served first (fairness) is unchanged.
+Three policies make the model's time count, each in its own module:
+- Change gating (engine/change.py): a frame that barely differs from the last frame the stream
+  handed to the model (same task) is answered `FrameUnchanged` at once and never reaches the slot.
+- Stale-work cut (engine/stale.py): when a stream's frame is being captioned and a much newer,
+  changed frame of the same stream waits, the generation is stopped (the backend's iterator is
+  closed), the old frame is answered `superseded`, and the newer one is taken next. Only when
+  every unfinished item of the batch is stale (a batch shared with other streams is never cut for
+  one of them), and never twice in a row for a stream, so a scene that keeps changing still gets
+  captions.
+- Batching window (engine/batching.py): when fewer frames wait than a batch holds and other
+  active streams may send one soon, an idle model waits a little for them, so that streams whose
+  frames arrive nearly together share one batch. Taking streams least recently served first
+  (fairness) is unchanged.
 """
 
 from __future__ import annotations
@@ -34,79 +34,28 @@ import itertools
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from dataclasses import dataclass
 
-from camcap.engine.change import ChangeGate, FrameSignature, difference
+from camcap.engine.batching import DEFAULT_BATCH_WINDOW_MS, BatchWindow
+from camcap.engine.change import ChangeGate
+from camcap.engine.events import (
+    Frame,
+    FrameCaption,
+    FrameError,
+    FrameUnchanged,
+    Sink,
+    StreamEvent,
+    TokenDelta,
+)
 from camcap.engine.options import StreamOptions
+from camcap.engine.stale import supersedes
 from camcap.engine.timing import FrameTimings, monotonic, ms_since
 from camcap.errors import CamcapError, UnsupportedTaskError
-from camcap.models.base import Caption, Captioner, Event, ModelInfo, Task
+from camcap.models.base import Caption, Captioner, Event, ModelInfo
 from camcap.server.messages import ErrorCode
 
-if TYPE_CHECKING:
-    from PIL import Image
-
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Frame:
-    """One decoded frame and what to ask about it, ready for its stream's slot."""
-
-    seq: int
-    image: Image.Image
-    task: Task
-    received_at: float = field(default_factory=monotonic)  # monotonic() when its bytes arrived
-    image_decode_ms: float = 0.0
-    receive_ms: float | None = None  # client sent_at -> received, if the client said when it sent
-    captured_at: float | None = None  # the client's capture time, echoed back untouched
-    signature: FrameSignature | None = None  # for change gating; without one, the frame is captioned
-
-
-@dataclass(frozen=True)
-class TokenDelta:
-    """More text of the caption being written for frame `seq` (a delta, not the text so far)."""
-
-    seq: int
-    text: str
-
-
-@dataclass(frozen=True)
-class FrameCaption:
-    """The final result for frame `seq`."""
-
-    seq: int
-    caption: Caption
-    timings: FrameTimings
-    skipped: int  # frames of this stream replaced by newer ones since the previous caption
-    captured_at: float | None
-    unchanged: int = 0  # frames of this stream answered FrameUnchanged since the previous caption
-
-
-@dataclass(frozen=True)
-class FrameUnchanged:
-    """Frame `seq` was not captioned: it looks like frame `reference_seq`, whose caption (perhaps
-    still being written) describes it too."""
-
-    seq: int
-    reference_seq: int
-    difference: float  # camcap.engine.change.difference, below the stream's change_threshold
-    captured_at: float | None
-
-
-@dataclass(frozen=True)
-class FrameError:
-    """Frame `seq` (or the stream, if None) could not be captioned."""
-
-    seq: int | None
-    code: ErrorCode
-    message: str
-
-
-StreamEvent = TokenDelta | FrameCaption | FrameUnchanged | FrameError
-Sink = Callable[[StreamEvent], None]
 
 
 @dataclass
@@ -156,6 +105,7 @@ class Stream:
         self._unchanged = 0  # answered unchanged since the worker last took a frame
         self._gate = ChangeGate()
         self._after_cut = False  # the stream's last generation was cut: its next one is not
+        self._active_at = monotonic()  # opened, or last put a frame in its slot (batching window)
         self._closed = False
 
     @property
@@ -207,16 +157,15 @@ class Scheduler:
         captioner: Captioner,
         *,
         max_batch: int | None = None,
-        batch_window_ms: float = 0.0,
+        batch_window_ms: float = DEFAULT_BATCH_WINDOW_MS,
         stream_options: StreamOptions | None = None,
     ) -> None:
-        """`max_batch` caps the backend's own; `batch_window_ms` is how long an idle model may wait
-        for a batch to fill; `stream_options` are the defaults of streams opened without any."""
-        if batch_window_ms < 0:
-            raise ValueError(f"batch_window_ms must be >= 0, got {batch_window_ms}.")
+        """`max_batch` caps the backend's own; `batch_window_ms` is the longest an idle model may
+        wait for a batch to fill (engine/batching.py); `stream_options` are the defaults of streams
+        opened without any."""
         self.info: ModelInfo = captioner.info
         self.max_batch = max(1, min(self.info.max_batch, max_batch or self.info.max_batch))
-        self.batch_window_ms = batch_window_ms
+        self.batch_window = BatchWindow(batch_window_ms)
         self.stream_options = stream_options or StreamOptions()
         self._captioner = captioner
         self._cond = threading.Condition()
@@ -295,6 +244,7 @@ class Scheduler:
                     stream.skipped_total += 1
                 if same is None:
                     stream._pending = job
+                    stream._active_at = now
                     self._cond.notify()
                 else:
                     reference, value = same
@@ -363,12 +313,18 @@ class Scheduler:
 
     def _gathering_delay(self, waiting: list[Stream]) -> float:
         """Seconds the worker should still wait for more streams' frames before taking a batch."""
-        if self.batch_window_ms <= 0 or len(waiting) >= min(self.max_batch, len(self._streams)):
-            return 0.0  # the batch is as full as it can get
-        # From the first frame's arrival, not from now: no frame waits for company longer than
-        # the window in all, however long it already waited for a busy model.
+        now = monotonic()
+        window = self.batch_window
+        # Streams worth waiting for: those with a frame, and the active ones that may send one soon.
+        expected = sum(
+            1
+            for stream in self._streams.values()
+            if stream._pending is not None or window.is_active(stream._active_at, now)
+        )
         first = min(stream._pending.queued_at for stream in waiting if stream._pending is not None)
-        return first + self.batch_window_ms / 1000.0 - monotonic()
+        return window.delay(
+            first_waiting_at=first, waiting=len(waiting), expected=expected, max_batch=self.max_batch, now=now
+        )
 
     def _run_batch(self, jobs: list[_Job]) -> None:
         started = monotonic()
@@ -396,6 +352,8 @@ class Scheduler:
             self._fail(jobs, exc)
         finally:
             _close_iterator(events)
+        with self._cond:
+            self.batch_window.observe(monotonic() - started)
         if self._stopping:
             return
         for job in cut:
@@ -453,7 +411,7 @@ class Scheduler:
                 if job.done or job.stream.closed:
                     continue
                 newer = job.stream._pending
-                if newer is None or not _supersedes(newer.frame, job):
+                if newer is None or not supersedes(newer.frame, job.frame, job.stream.options, after_cut=job.after_cut):
                     return []
                 stale.append(job)
         return stale
@@ -491,29 +449,6 @@ class Scheduler:
                     job.stream._gate.forget(job.frame.seq)  # no caption will describe it
                 if not job.stream.closed:
                     job.stream._post(FrameError(job.frame.seq, code, message))
-
-
-def _supersedes(newer: Frame, job: _Job) -> bool:
-    """Whether waiting frame `newer` makes the caption of `job`'s frame not worth finishing."""
-    options = job.stream.options
-    if not options.cut_stale or job.after_cut:
-        return False
-    if _capture_gap_ms(newer, job.frame) <= options.stale_after_ms:
-        return False
-    if newer.task != job.frame.task:
-        return True
-    old, new = job.frame.signature, newer.signature
-    if options.change_threshold <= 0 or old is None or new is None:
-        return True  # no way to tell: newer is enough
-    return difference(new, old) >= options.change_threshold
-
-
-def _capture_gap_ms(newer: Frame, older: Frame) -> float:
-    """How much later `newer` was captured: by the client's clock when both frames carry it
-    (the same client stamped both), else by when their bytes arrived."""
-    if newer.captured_at is not None and older.captured_at is not None:
-        return newer.captured_at - older.captured_at
-    return (newer.received_at - older.received_at) * 1000.0
 
 
 def _abandoned(jobs: list[_Job]) -> bool:

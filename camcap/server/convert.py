@@ -9,9 +9,9 @@ from __future__ import annotations
 import dataclasses
 
 from camcap.config import Settings
+from camcap.engine.events import FrameCaption, FrameError, FrameUnchanged
 from camcap.engine.frames import FrameLimits
 from camcap.engine.options import StreamOptions
-from camcap.engine.scheduler import FrameCaption, FrameError, FrameUnchanged
 from camcap.engine.timing import FrameTimings
 from camcap.models.base import Caption, ModelInfo, Task, TaskKind
 from camcap.server.messages import (

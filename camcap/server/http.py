@@ -15,8 +15,9 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from camcap import __version__
+from camcap.engine.events import Frame, FrameCaption, FrameError
 from camcap.engine.frames import FrameLimits, FrameTooLargeError, decode_image_off_loop
-from camcap.engine.scheduler import Frame, FrameCaption, FrameError, Scheduler
+from camcap.engine.scheduler import Scheduler
 from camcap.engine.timing import monotonic
 from camcap.errors import InvalidImageError, UnsupportedTaskError
 from camcap.models.base import ModelInfo, Task

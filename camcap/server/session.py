@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import enum
 
+from camcap.engine.events import StreamEvent, TokenDelta
 from camcap.engine.options import StreamOptions
-from camcap.engine.scheduler import Stream, StreamEvent, TokenDelta
+from camcap.engine.scheduler import Stream
 from camcap.errors import UnsupportedTaskError
 from camcap.models.base import ModelInfo, Task
 from camcap.server.messages import ErrorCode, ErrorEvent, FrameHeader, ReadyEvent

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.websockets import WebSocket
 
 from camcap import __version__
+from camcap.engine.events import Frame, FrameCaption, FrameError, FrameUnchanged, TokenDelta
 from camcap.engine.frames import (
     FrameLimits,
     FrameTooLargeError,
@@ -22,7 +23,6 @@ from camcap.engine.frames import (
     decode_image_off_loop,
     split_frame,
 )
-from camcap.engine.scheduler import Frame, FrameCaption, FrameError, FrameUnchanged, TokenDelta
 from camcap.engine.timing import monotonic, wall_ms
 from camcap.errors import InvalidImageError, UnsupportedTaskError
 from camcap.server import convert
