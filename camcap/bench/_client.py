@@ -21,8 +21,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from camcap.bench._base64_route import base64_frame_message
 from camcap.bench._frames import pack_frame
 
-# Browsers offer permessage-deflate and uvicorn accepts it, so a page's frames are deflated: the
-# bench does the same by default.
+# Browsers offer permessage-deflate, so the bench's clients do too; camcap's server declines it
+# (server/app.py `uvicorn_options`), uvicorn's default would accept it.
 BROWSER_COMPRESSION = "deflate"
 _READY_TIMEOUT_S = 60.0
 

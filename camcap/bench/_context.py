@@ -68,12 +68,14 @@ class BenchContext:
         """The pixels the server hands the model for these bytes (same decode, same downscale)."""
         return decode_image(jpeg, max_short_side=self.info.input_size).image
 
-    def server(self, **changes: object) -> BenchServer:
-        """A fresh app around the shared model, with `changes` applied to the run's settings."""
+    def server(self, *, deflate: bool = False, **changes: object) -> BenchServer:
+        """A fresh app around the shared model, with `changes` applied to the run's settings
+        (`deflate`: see `BenchServer`)."""
         # Room for every client a scenario opens at once, plus a few whose connections are still
         # closing from the previous run: the bench measures the model, not the stream limit.
         room = max(self.settings.max_streams, max(self.options.streams) + 4)
-        return BenchServer(self.captioner, self.settings.model_copy(update={"max_streams": room, **changes}))
+        settings = self.settings.model_copy(update={"max_streams": room, **changes})
+        return BenchServer(self.captioner, settings, deflate=deflate)
 
     def direct(self, image: Image.Image, captioner: Captioner | None = None) -> tuple[float, Caption]:
         """One caption straight from the model: (wall ms, the Caption). Blocking."""

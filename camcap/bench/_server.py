@@ -58,8 +58,11 @@ class BenchServer:
     ready (it is already loaded, so in well under a second); leaving stops it.
     """
 
-    def __init__(self, captioner: Captioner, settings: Settings) -> None:
+    def __init__(self, captioner: Captioner, settings: Settings, *, deflate: bool = False) -> None:
+        """`deflate=True` serves WebSockets as uvicorn does by default, accepting permessage-deflate,
+        which `camcap serve` turns off: only to measure what turning it off saves."""
         self.settings = settings
+        self.deflate = deflate
         self.app = create_app(settings, captioner=SharedCaptioner(captioner))
         # The base64-in-JSON transport exists only for comparison: mounted here, never in camcap.
         self.app.router.routes.append(WebSocketRoute(BASE64_PATH, Base64StreamRoute()))
@@ -79,12 +82,8 @@ class BenchServer:
         self.port = self._socket.getsockname()[1]
         # As `camcap serve` runs uvicorn (cli.py `_serve`), minus TLS: the same message limits.
         # log_config=None: a library must not reconfigure the process's logging.
-        config = uvicorn.Config(
-            self.app,
-            log_level="warning",
-            log_config=None,
-            **uvicorn_options(self.settings),
-        )
+        options = uvicorn_options(self.settings) | ({"ws_per_message_deflate": True} if self.deflate else {})
+        config = uvicorn.Config(self.app, log_level="warning", log_config=None, **options)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._socket]}, name="camcap-bench-server", daemon=True

@@ -7,8 +7,9 @@ server's `inference_ms` for that same frame: what the transport and camcap add t
 
 The base64 transport is not part of camcap: the bench mounts it on the app it builds
 (`_base64_route.py`), and it hands frames to camcap's own endpoint, so only the encoding differs.
-A binary WebSocket without permessage-deflate is shown too: browsers negotiate deflate, which
-spends CPU compressing JPEG bytes that do not compress.
+A binary WebSocket *with* permessage-deflate is shown too, from a second server that accepts it
+as uvicorn does by default: browsers offer deflate, which spends CPU compressing JPEG bytes that
+do not compress, so `camcap serve` refuses it. That row measures what refusing it saves.
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ from camcap.bench._stats import median, p95, ratio, summary
 from camcap.bench.report import Goal, ScenarioResult, Table
 
 BINARY = "binary WebSocket (camcap)"
-BINARY_RAW = "binary WebSocket, no deflate"
+BINARY_DEFLATE = "binary WebSocket, permessage-deflate"
 BASE64 = "base64 JSON WebSocket"
 MULTIPART = "multipart POST /v1/caption"
-TRANSPORTS = (BINARY, BINARY_RAW, BASE64, MULTIPART)
+TRANSPORTS = (BINARY, BINARY_DEFLATE, BASE64, MULTIPART)
 
 
 @dataclass
@@ -46,21 +47,21 @@ Send = Callable[[int, Image.Image], Awaitable[_Sample]]
 def run(context: BenchContext) -> ScenarioResult:
     reps = context.options.transport_reps
     context.progress(f"  transports: {reps} frames x {len(TRANSPORTS)} transports, interleaved")
-    with context.server() as server:
-        samples = asyncio.run(_measure(context, server))
+    with context.server() as server, context.server(deflate=True) as deflating:
+        samples = asyncio.run(_measure(context, server, deflating))
     return _result(samples)
 
 
-async def _measure(context: BenchContext, server: BenchServer) -> dict[str, list[_Sample]]:
+async def _measure(context: BenchContext, server: BenchServer, deflating: BenchServer) -> dict[str, list[_Sample]]:
     options = context.options
-    stream = server.url("/v1/stream")
-    binary = await StreamClient.open(stream)
-    raw = await StreamClient.open(stream, compression=None)
+    # Every WebSocket client offers deflate, as browsers do; only `deflating` accepts it.
+    binary = await StreamClient.open(server.url("/v1/stream"))
+    deflated = await StreamClient.open(deflating.url("/v1/stream"))
     base64 = await StreamClient.open(server.url(BASE64_PATH), base64=True)
     poster = CaptionPoster(server.port)
     senders: dict[str, Send] = {
         BINARY: lambda seq, picture: _over_stream(context, binary, seq, picture),
-        BINARY_RAW: lambda seq, picture: _over_stream(context, raw, seq, picture),
+        BINARY_DEFLATE: lambda seq, picture: _over_stream(context, deflated, seq, picture),
         BASE64: lambda seq, picture: _over_stream(context, base64, seq, picture),
         MULTIPART: lambda seq, picture: asyncio.to_thread(_over_http, context, poster, picture),
     }
@@ -75,7 +76,7 @@ async def _measure(context: BenchContext, server: BenchServer) -> dict[str, list
                     samples[name].append(sample)
     finally:
         poster.close()
-        for client in (binary, raw, base64):
+        for client in (binary, deflated, base64):
             await client.close()
     return samples
 
@@ -125,8 +126,9 @@ def _result(samples: dict[str, list[_Sample]]) -> ScenarioResult:
     notes = [
         f"{len(samples[BINARY])} frames per transport, order rotated every frame; overhead = round trip - "
         "the server's inference_ms for the same frame.",
-        "WebSocket clients offer permessage-deflate, as browsers do (except the 'no deflate' row); the "
-        "multipart client keeps its connection alive, as fetch does.",
+        "WebSocket clients offer permessage-deflate, as browsers do; camcap's server declines it, the "
+        "'permessage-deflate' row's server (uvicorn's default) accepts it. The multipart client keeps "
+        "its connection alive, as fetch does.",
     ]
     return ScenarioResult(
         "transports", "Transports: binary WebSocket vs base64 JSON vs multipart", table, data, [goal], notes
