@@ -76,7 +76,7 @@ class Settings(BaseSettings):
         description="Longest an idle model waits for other streams' frames to fill a batch (ms); 0: off.",
     )
 
-    # --- access (server/security.py, docs/security.md) ------------------------------------------
+    # --- access (server/security.py, tokens.py, addresses.py; docs/security.md) -----------------------
     # SecretStr keeps the token out of repr(), logs and tracebacks; read it with get_secret_value().
     token: SecretStr | None = Field(
         None, description="Access token; required by every client. Generated when listening beyond loopback."
@@ -104,7 +104,7 @@ class Settings(BaseSettings):
         """Whether the server speaks TLS: as set, else when given a certificate or listening beyond loopback."""
         if self.https is not None:
             return self.https
-        from camcap.server.security import is_loopback_host  # not at import: config stays light
+        from camcap.server.addresses import is_loopback_host  # not at import: config stays light
 
         return self.cert is not None or not is_loopback_host(self.host)
 

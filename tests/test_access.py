@@ -28,8 +28,9 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from camcap.config import Settings
+from camcap.server.addresses import AccessConfigError
 from camcap.server.app import create_app
-from camcap.server.security import TOKEN_COOKIE, AccessConfigError
+from camcap.server.security import TOKEN_COOKIE
 from tests.fakes import FakeCaptioner
 from tests.live_server import free_port, live_server, stop_process
 from tests.test_server import jpeg, recv, wait_ready

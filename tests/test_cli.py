@@ -283,13 +283,14 @@ def test_no_command_prints_help_and_fails(capsys):
 
 def test_serve_flags_reach_the_settings_and_unset_ones_keep_their_defaults(monkeypatch):
     from camcap import cli
+    from camcap.cli._settings import settings_from_args
 
     monkeypatch.delenv("CAMCAP_CHANGE_THRESHOLD", raising=False)
     args = cli.build_parser().parse_args(
         ["serve", "--detail", "high", "--compile", "--max-new-tokens", "12", "--change-threshold", "0",
          "--cut-stale", "--max-batch", "4", "--batch-window-ms", "20", "--no-open"]
     )  # fmt: skip
-    settings = cli._settings(args)
+    settings = settings_from_args(args)
     assert (settings.detail, settings.compile, settings.max_new_tokens) == ("high", True, 12)
     assert (settings.change_threshold, settings.cut_stale, settings.max_batch, settings.batch_window_ms) == (
         0.0,
@@ -298,7 +299,7 @@ def test_serve_flags_reach_the_settings_and_unset_ones_keep_their_defaults(monke
         20.0,
     )
     assert settings.open_browser is False
-    defaults = cli._settings(cli.build_parser().parse_args(["serve"]))
+    defaults = settings_from_args(cli.build_parser().parse_args(["serve"]))
     assert (defaults.compile, defaults.cut_stale, defaults.change_threshold) == (False, False, 0.2)
 
 
@@ -306,10 +307,11 @@ def test_a_broken_pipe_of_the_commands_own_is_an_error_not_a_closed_stdout(monke
     # Only a reader of our stdout going away is quiet; a socket of the command's own breaking
     # (e.g. the bench's HTTP client) must not be swallowed as "stdout closed".
     from camcap import cli
+    from camcap.cli import _machine
 
     def broken(args):
         raise BrokenPipeError("connection to the server broke")
 
-    monkeypatch.setattr(cli, "_models", broken)
+    monkeypatch.setattr(_machine, "models_command", broken)
     with pytest.raises(BrokenPipeError, match="connection to the server broke"):
         cli.main(["models"])

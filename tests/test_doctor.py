@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from camcap import Settings, doctor
-from camcap.doctor import DoctorReport, DriverFacts, Finding, Folder, GpuInfo, ModelStatus, TorchFacts
+from camcap.doctor import DoctorReport, DriverFacts, Finding, Folder, GpuInfo, TorchFacts, _facts
+from camcap.models.store import ModelStatus, model_status
 
 POSIX_ONLY = pytest.mark.skipif(os.name == "nt", reason="fake nvidia-smi is a shell script")
 
@@ -64,9 +66,9 @@ def test_report_has_the_fields_a_support_question_needs(tmp_path):
 
 @pytest.mark.parametrize(("driver", "wheel"), [("550.54.14", "cu128"), ("580.65.06", "cu130"), (None, "cu128")])
 def test_cpu_only_torch_on_a_machine_with_an_nvidia_gpu_is_diagnosed_with_the_fix(monkeypatch, tmp_path, driver, wheel):
-    monkeypatch.setattr(doctor, "torch_facts", lambda: TorchFacts(version="2.13.0+cpu", cuda=None))
-    monkeypatch.setattr(doctor, "driver_facts", lambda: DriverFacts(version=driver, gpus=("NVIDIA L4, 23034 MiB",)))
-    monkeypatch.setattr(doctor, "nvidia_gpu_present", lambda: True)
+    monkeypatch.setattr(_facts, "torch_facts", lambda: TorchFacts(version="2.13.0+cpu", cuda=None))
+    monkeypatch.setattr(_facts, "driver_facts", lambda: DriverFacts(version=driver, gpus=("NVIDIA L4, 23034 MiB",)))
+    monkeypatch.setattr(_facts, "nvidia_gpu_present", lambda: True)
     report = doctor.collect_report(Settings(cache_dir=tmp_path))
     problems = _messages(list(report.findings), "problem")
     assert "An NVIDIA GPU is present (NVIDIA L4, 23034 MiB)" in problems
@@ -132,7 +134,7 @@ def test_a_gpu_newer_than_the_torch_build_is_diagnosed():
     ],
 )
 def test_gpu_architecture_support(capability, arch_list, supported):
-    assert doctor._arch_supported(*capability, arch_list) is supported
+    assert _facts._arch_supported(*capability, arch_list) is supported
 
 
 def test_the_model_missing_while_offline_points_at_camcap_pull():
@@ -165,7 +167,7 @@ def test_the_torch_install_command_fits_the_machine(nvidia, command):
 
 
 def test_no_nvidia_smi_and_no_driver_is_a_fact_not_a_crash(monkeypatch, tmp_path):
-    monkeypatch.setattr(doctor.shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
     assert doctor.driver_facts().gpus == ()
     report = doctor.collect_report(Settings(cache_dir=tmp_path))
     assert "NVIDIA driver" in doctor.render_report(report)
@@ -181,7 +183,7 @@ def _fake_nvidia_smi(folder: Path, output: str, status: int) -> str:
 @POSIX_ONLY
 def test_nvidia_smi_output_is_parsed(monkeypatch, tmp_path):
     smi = _fake_nvidia_smi(tmp_path, "550.54.14, NVIDIA L4, 23034 MiB", 0)
-    monkeypatch.setattr(doctor.shutil, "which", lambda name: smi if name == "nvidia-smi" else None)
+    monkeypatch.setattr(shutil, "which", lambda name: smi if name == "nvidia-smi" else None)
     facts = doctor.driver_facts()
     if not Path("/proc/driver/nvidia/version").exists():
         assert facts.version == "550.54.14"
@@ -191,7 +193,7 @@ def test_nvidia_smi_output_is_parsed(monkeypatch, tmp_path):
 @POSIX_ONLY
 def test_a_failing_nvidia_smi_is_reported(monkeypatch, tmp_path):
     smi = _fake_nvidia_smi(tmp_path, "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.", 9)
-    monkeypatch.setattr(doctor.shutil, "which", lambda name: smi if name == "nvidia-smi" else None)
+    monkeypatch.setattr(shutil, "which", lambda name: smi if name == "nvidia-smi" else None)
     assert "couldn't communicate with the NVIDIA driver" in (doctor.driver_facts().smi_error or "")
 
 
@@ -204,9 +206,9 @@ def test_driver_version_is_read_from_proc_text():
 
 
 def test_cudnn_versions_are_decoded():
-    assert doctor._cudnn_version(90102) == "9.1.2"
-    assert doctor._cudnn_version(8907) == "8.9.7"
-    assert doctor._cudnn_version(None) is None
+    assert _facts._cudnn_version(90102) == "9.1.2"
+    assert _facts._cudnn_version(8907) == "8.9.7"
+    assert _facts._cudnn_version(None) is None
 
 
 def test_camcap_doctor_runs_as_a_command(subprocess_env, tmp_path):
@@ -241,9 +243,9 @@ def test_the_default_model_counts_as_downloaded_only_with_every_snapshot_it_need
     options = ModelOptions(cache_dir=tmp_path)
     weights, tokenizer = moondream.required_downloads()
     _cache_snapshot(tmp_path / "hub", weights.repo_id, weights.revision or "main", "1" * 40)
-    assert doctor.model_status("moondream2", options).available is False
+    assert model_status("moondream2", options).available is False
     _cache_snapshot(tmp_path / "hub", tokenizer.repo_id, tokenizer.revision or "main", "2" * 40)
-    status = doctor.model_status("moondream2", options)
+    status = model_status("moondream2", options)
     assert status.available is True
     assert status.path == str(tmp_path / "hub" / "models--vikhyatk--moondream2" / "snapshots" / ("1" * 40))
-    assert doctor.model_status("moondream2@other-tag", options).available is False
+    assert model_status("moondream2@other-tag", options).available is False

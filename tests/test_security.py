@@ -21,20 +21,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
-from camcap.server.security import (
-    MIN_TOKEN_CHARS,
-    TOKEN_COOKIE,
-    AccessConfigError,
-    AccessControlMiddleware,
-    AccessPolicy,
-    check_bind_safety,
-    generate_token,
-    is_loopback_host,
-    is_wildcard_host,
-    served_names,
-    tokens_match,
-    url_with_token,
-)
+from camcap.server.addresses import AccessConfigError, is_loopback_host, is_wildcard_host, served_names
+from camcap.server.security import TOKEN_COOKIE, AccessControlMiddleware, AccessPolicy
+from camcap.server.tokens import MIN_TOKEN_CHARS, check_bind_safety, generate_token, tokens_match, url_with_token
 from tests.live_server import live_server
 
 TOKEN = "s3cret-token-for-tests-0123456789"

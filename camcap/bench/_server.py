@@ -80,7 +80,7 @@ class BenchServer:
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind(("127.0.0.1", 0))
         self.port = self._socket.getsockname()[1]
-        # As `camcap serve` runs uvicorn (cli.py `_serve`), minus TLS: the same message limits.
+        # As `camcap serve` runs uvicorn (cli/_serve.py), minus TLS: the same message limits.
         # log_config=None: a library must not reconfigure the process's logging.
         options = uvicorn_options(self.settings) | ({"ws_per_message_deflate": True} if self.deflate else {})
         config = uvicorn.Config(self.app, log_level="warning", log_config=None, **options)

@@ -21,7 +21,8 @@ from camcap.server import http, page, websocket
 from camcap.server.convert import frame_limits
 from camcap.server.host import ModelHost
 from camcap.server.limits import BodySizeLimitMiddleware, StreamLimits, StreamSlots
-from camcap.server.security import AccessControlMiddleware, AccessPolicy, check_bind_safety
+from camcap.server.security import AccessControlMiddleware, AccessPolicy
+from camcap.server.tokens import check_bind_safety
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:

@@ -11,190 +11,41 @@ Three rules, applied by `AccessControlMiddleware` to every HTTP request and WebS
    `?token=`, or the `camcap_token` cookie that the server sets when a page is opened with
    `?token=` (browsers cannot put headers on a WebSocket, but they do send cookies).
 
-`check_bind_safety` decides when a token is required: listening beyond loopback without one
-generates one. See docs/security.md for the threat model.
+The names a server answers to come from addresses.py; tokens, and `check_bind_safety`, which
+decides when one is required, from tokens.py. See docs/security.md for the threat model.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
-import re
-import secrets
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from starlette.datastructures import Headers
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from camcap.errors import CamcapError
+from camcap.server.addresses import (
+    LOOPBACK_NAMES,
+    AccessConfigError,
+    format_origin,
+    host_from_header,
+    ip_or_none,
+    normalize_host,
+    normalize_origin,
+    served_names,
+)
+from camcap.server.tokens import TOKEN_QUERY, tokens_match, validate_token
 
 logger = logging.getLogger(__name__)
 
 TOKEN_COOKIE = "camcap_token"
-TOKEN_QUERY = "token"
 #: Answered without a token, and then only with `{"status": "ok"}`: a liveness probe for
 #: supervisors and health checks that reveals nothing about the model or the streams.
 OPEN_PATHS = frozenset({"/healthz"})
-#: 16 URL-safe characters are ~96 bits: far beyond guessing over a network. Generated tokens are 43.
-MIN_TOKEN_CHARS = 16
 WS_POLICY_VIOLATION = 1008
-# A WebSocket close frame carries at most 123 bytes of reason.
-_MAX_CLOSE_REASON_BYTES = 123
-# Characters that survive a URL query, a cookie and a shell command line without quoting.
-_TOKEN_PATTERN = re.compile(r"[A-Za-z0-9._~-]+")
-_LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-class AccessConfigError(CamcapError, ValueError):
-    """A token, origin or host given in the settings cannot be used as it is."""
-
-
-# --- names and addresses ------------------------------------------------------------------------
-
-
-def is_loopback_host(host: str) -> bool:
-    """True for names that only this machine can reach: `localhost`, 127.0.0.0/8 and ::1.
-
-    Accepts bracketed IPv6 (`[::1]`) and IPv4-mapped addresses. An empty host, `0.0.0.0` and `::`
-    mean "every interface" and are not loopback.
-    """
-    name = _bare_host(host)
-    if name == "localhost":
-        return True
-    ip = _ip_or_none(name)
-    if ip is None:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_loopback
-
-
-def is_wildcard_host(host: str) -> bool:
-    """True for bind addresses that mean every interface (`0.0.0.0`, `::`, or empty)."""
-    name = _bare_host(host)
-    ip = _ip_or_none(name)
-    return name == "" or (ip is not None and ip.is_unspecified)
-
-
-def local_hostnames() -> list[str]:
-    """This machine's own names: its hostname, the short form, and `<short>.local` (mDNS).
-
-    Only `gethostname()` is consulted: a reverse DNS lookup (`getfqdn`) can hang for seconds on a
-    network without DNS, and this runs at startup.
-    """
-    full = socket.gethostname().strip().rstrip(".").lower()
-    if not full:
-        return []
-    short = full.split(".")[0]
-    return list(dict.fromkeys([full, short, f"{short}.local"]))
-
-
-def local_addresses() -> list[str]:
-    """This machine's primary LAN addresses (IPv4 and IPv6), found without sending anything.
-
-    Connecting a UDP socket only asks the kernel which local address routes to a destination; no
-    packet leaves. A machine without a default route has none, and that is fine: IP literals are
-    always accepted as Host (see `AccessPolicy.host_allowed`).
-    """
-    found: list[str] = []
-    # Documentation-only addresses (RFC 5737, RFC 3849): routed like the internet, never reached.
-    for family, probe in ((socket.AF_INET, "192.0.2.1"), (socket.AF_INET6, "2001:db8::1")):
-        try:
-            with socket.socket(family, socket.SOCK_DGRAM) as sock:
-                sock.connect((probe, 9))
-                address = str(sock.getsockname()[0]).split("%")[0]
-        except OSError:
-            continue
-        ip = _ip_or_none(address)
-        if ip is not None and not (ip.is_loopback or ip.is_unspecified or ip.is_link_local):
-            found.append(str(ip))
-    return found
-
-
-def served_names(host: str) -> list[str]:
-    """The names and addresses a server bound to `host` is reached by, loopback names first.
-
-    Used for the Host allow-list and for a self-signed certificate's names. Looks up this
-    machine's names only when bound beyond loopback.
-    """
-    names = list(_LOOPBACK_NAMES)
-    if is_loopback_host(host):
-        return names
-    if not is_wildcard_host(host):
-        names.append(_bare_host(host))
-    names += local_hostnames()
-    if is_wildcard_host(host):
-        names += local_addresses()
-    return list(dict.fromkeys(names))
-
-
-# --- tokens -------------------------------------------------------------------------------------
-
-
-def generate_token() -> str:
-    """A fresh random access token (32 bytes from `secrets`, URL-safe base64: 43 characters)."""
-    return secrets.token_urlsafe(32)
-
-
-def validate_token(token: str) -> str:
-    """Return `token` if it is long and plain enough to use; raise `AccessConfigError` if not."""
-    if len(token) < MIN_TOKEN_CHARS or not _TOKEN_PATTERN.fullmatch(token):
-        raise AccessConfigError(
-            f"The access token must be at least {MIN_TOKEN_CHARS} characters of A-Z, a-z, 0-9, '-', '_', "
-            f"'.' or '~' (got {len(token)} characters). Leave --token out and camcap generates one, or make "
-            'one with: python -c "import secrets; print(secrets.token_urlsafe(32))"'
-        )
-    return token
-
-
-def tokens_match(supplied: str | None, expected: str) -> bool:
-    """Compare a client's token with the server's in constant time.
-
-    Both sides are encoded to bytes first: `compare_digest` refuses non-ASCII `str`, and a client
-    can send anything.
-    """
-    if supplied is None:
-        return False
-    return secrets.compare_digest(supplied.encode("utf-8", "surrogatepass"), expected.encode("utf-8"))
-
-
-def check_bind_safety(host: str, token: str | None, *, generate: bool = True) -> str | None:
-    """Decide the access token for a server bound to `host`; returns the token to require, or None.
-
-    The decision:
-    - A token the user gave is always required (after `validate_token`), wherever the server listens.
-    - On loopback without a token, none is required: only this machine can connect, and the
-      Host/Origin checks keep web pages in the user's browser out. (Other accounts on a shared
-      machine can still connect: on such machines, pass --token.)
-    - Beyond loopback without a token, one is generated (print it in the URL `camcap serve` shows),
-      because anyone on the network could otherwise watch the captions and drive the model.
-      With `generate=False` that is an error instead, for callers that cannot show the token.
-    """
-    if token:
-        return validate_token(token)
-    if is_loopback_host(host):
-        return None
-    if generate:
-        return generate_token()
-    raise AccessConfigError(
-        f"Listening on {host!r} lets other machines on the network connect, so camcap needs an access token. "
-        "Pass --token <secret> (or set CAMCAP_TOKEN), or listen on 127.0.0.1 only."
-    )
-
-
-def url_with_token(url: str, token: str | None) -> str:
-    """`url` with `?token=<token>` added (unchanged without a token): the URL to print and open."""
-    if not token:
-        return url
-    parts = urlsplit(url)
-    query = [*parse_qsl(parts.query, keep_blank_values=True), (TOKEN_QUERY, token)]
-    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 # --- the policy ---------------------------------------------------------------------------------
@@ -211,7 +62,7 @@ class AccessPolicy:
 
     token: str | None = None
     allowed_origins: tuple[str, ...] = ()
-    allowed_hosts: tuple[str, ...] = _LOOPBACK_NAMES
+    allowed_hosts: tuple[str, ...] = LOOPBACK_NAMES
     #: Mark the token cookie `Secure` (only sent over HTTPS): set when the server speaks TLS.
     secure_cookie: bool = False
 
@@ -242,11 +93,11 @@ class AccessPolicy:
         """
         scheme = "https" if https else "http"
         served = list(names) if names is not None else served_names(host)
-        origins = [_normalize_origin(value) for value in extra_origins]
-        hosts = [*served, *(_normalize_host(value) for value in extra_hosts)]
+        origins = [normalize_origin(value) for value in extra_origins]
+        hosts = [*served, *(normalize_host(value) for value in extra_hosts)]
         hosts += [urlsplit(origin).hostname or "" for origin in origins]
         # Port 0 means the OS picks one later; the same-origin rule still covers those pages.
-        own = [_origin(scheme, name, port) for name in served] if port else []
+        own = [format_origin(scheme, name, port) for name in served] if port else []
         return cls(
             token=token,
             allowed_origins=tuple(dict.fromkeys([*own, *origins])),
@@ -263,15 +114,15 @@ class AccessPolicy:
         """
         if host_header is None:
             return True
-        name = _host_from_header(host_header)
+        name = host_from_header(host_header)
         if name is None:
             return False
-        return _ip_or_none(name) is not None or name in self.allowed_hosts
+        return ip_or_none(name) is not None or name in self.allowed_hosts
 
     def origin_allowed(self, origin: str, host_header: str | None, scheme: str) -> bool:
         """Whether a page at `origin` may call this server (`scheme`: the request's, e.g. "wss")."""
         try:
-            normalized = _normalize_origin(origin)
+            normalized = normalize_origin(origin)
         except AccessConfigError:
             return False  # "null" (sandboxed frames, file:// pages) or garbage
         if normalized in self.allowed_origins:
@@ -281,7 +132,7 @@ class AccessPolicy:
         # Same origin: the page was served by this server under the name it is now calling.
         page_scheme = {"ws": "http", "wss": "https"}.get(scheme, scheme)
         try:
-            return normalized == _normalize_origin(f"{page_scheme}://{host_header}")
+            return normalized == normalize_origin(f"{page_scheme}://{host_header}")
         except AccessConfigError:
             return False
 
@@ -460,71 +311,3 @@ def _bad_host(host: str) -> Denial:
         "(a reverse proxy, a DNS name), restart with --allow-origin <scheme>://<that name>.",
         "Host not allowed: open camcap by localhost, its IP address or its machine name.",
     )
-
-
-# --- parsing helpers ----------------------------------------------------------------------------
-
-
-def _bare_host(host: str) -> str:
-    """Lower-case, without IPv6 brackets or a trailing dot ("LOCALHOST." is localhost)."""
-    name = host.strip().lower()
-    if name.startswith("[") and name.endswith("]"):
-        name = name[1:-1]
-    return name.rstrip(".")
-
-
-def _ip_or_none(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(name.split("%")[0])  # drop an IPv6 zone ("fe80::1%eth0")
-    except ValueError:
-        return None
-
-
-def _host_from_header(value: str) -> str | None:
-    """The host name in a Host header (`name`, `name:port`, `[v6]:port`), or None if malformed."""
-    value = value.strip()
-    if value.startswith("["):
-        end = value.find("]")
-        rest = value[end + 1 :]
-        if end < 0 or (rest and not (rest.startswith(":") and rest[1:].isdigit())):
-            return None
-        return _bare_host(value[: end + 1])
-    if _ip_or_none(value) is not None:  # a bare IPv6 address, leniently
-        return _bare_host(value)
-    name, colon, port = value.rpartition(":")
-    if not colon:
-        name = value
-    elif not port.isdigit():
-        return None
-    name = _bare_host(name)
-    return name if name and not any(c in name for c in "/\\@ ") else None
-
-
-def _normalize_host(value: str) -> str:
-    name = _host_from_header(value)
-    if name is None or "://" in value:
-        raise AccessConfigError(
-            f"{value!r} is not a host name; give a bare name or address such as camcap.example.com or 192.168.1.20."
-        )
-    return name
-
-
-def _origin(scheme: str, host: str, port: int | None) -> str:
-    name = _bare_host(host)
-    shown = f"[{name}]" if ":" in name else name
-    return f"{scheme}://{shown}" if port in (None, _DEFAULT_PORTS.get(scheme)) else f"{scheme}://{shown}:{port}"
-
-
-def _normalize_origin(value: str) -> str:
-    """`scheme://host[:port]` in canonical form (lower case, default port dropped)."""
-    problem = f"{value[:100]!r} is not a web origin; expected scheme://host[:port], e.g. https://example.com:8443."
-    try:
-        parts = urlsplit(value.strip())
-        port = parts.port
-    except ValueError:
-        raise AccessConfigError(problem) from None
-    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname or parts.path not in ("", "/"):
-        raise AccessConfigError(problem)
-    if parts.query or parts.fragment or parts.username or parts.password:
-        raise AccessConfigError(problem)
-    return _origin(parts.scheme, parts.hostname, port)
