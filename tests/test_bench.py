@@ -76,6 +76,10 @@ def test_smoke_run_reports_every_scenario(env, tmp_path):
         (8, 50.0, 2),
     }
     assert all(run["captions"] == run["streams"] for run in streams)  # one measured caption per stream
+    scaling = scenarios["batch_scaling"]["data"]
+    assert set(scaling) == {"1", "2"}  # --smoke: batches as large as its stream counts
+    assert all(entry["batch_ms"]["n"] == 1 and entry["frames_per_s"] > 0 for entry in scaling.values())
+    assert scaling["1"]["x_batch_1"] == 1
     gating = scenarios["gating"]["data"]
     assert set(gating) == {"0", "0.2", "1"}
     assert gating["0"]["answers"].get("unchanged", 0) == 0  # threshold 0: gating off

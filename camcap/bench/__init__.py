@@ -6,7 +6,10 @@ Scenarios (each a module here, each runnable alone):
     transports  binary WebSocket vs multipart POST vs base64-in-JSON over WebSocket
     freshness   age of the frame behind each caption: live mode vs every-3-s vs a FIFO queue
     frame_size  caption latency vs the size of the frame sent (and SmolVLM's splitting)
-    streams     1, 2, 4, 8 concurrent streams, with and without batching
+    batch_scaling  the model alone on batches of 1, 2, 4, 8 frames: the most batching can give
+    streams     1, 2, 4, 8 concurrent streams, with and without batching and its window
+    gating      change gating's thresholds on a scene that alternates still and moving parts
+    stale_cut   cutting a caption short for a newer frame, off vs on
 
 The server is the real one (`create_app` under uvicorn on 127.0.0.1, in this process), serving
 the same loaded model the direct baseline calls. Frames are synthetic (made in code). Use

@@ -9,7 +9,7 @@ from camcap.engine.options import DEFAULT_CHANGE_THRESHOLD
 from camcap.models.options import Detail
 
 # In the order they run. Each is a module of this package with a `run(context)` function.
-SCENARIOS = ("overhead", "transports", "freshness", "frame_size", "streams", "gating", "stale_cut")
+SCENARIOS = ("overhead", "transports", "freshness", "frame_size", "batch_scaling", "streams", "gating", "stale_cut")
 SMOKE_MODEL = "random:blip-tiny"
 
 
@@ -34,8 +34,8 @@ class BenchOptions:
     # frame_size: more `detail` settings to time directly, each on its own copy of the model
     # ("high" turns on SmolVLM's image splitting).
     details: tuple[Detail, ...] = ()
-    streams: tuple[int, ...] = (1, 2, 4, 8)  # streams: concurrent stream counts
-    captions_per_stream: int = 3  # streams: measured captions per stream, after one warm-up
+    streams: tuple[int, ...] = (1, 2, 4, 8)  # streams: concurrent stream counts (batch_scaling: batch sizes)
+    captions_per_stream: int = 3  # streams: measured captions per stream, after one warm-up (batch_scaling: rounds)
     # streams: batching windows (ms) to try with batching on; 0 = take whatever waits at once.
     batch_windows: tuple[float, ...] = (0.0, 50.0)
     # gating: change thresholds (% of the picture) to compare; 0 = gating off.

@@ -6,13 +6,15 @@ caption on every stream (all together, so the streams start in step), each strea
 `captions_per_stream` captions. Throughput = all measured captions / (last caption - first
 measured send); latency = send -> caption, per frame. The same runs happen on a server with
 max_batch 1 (streams take turns) and with the model's max batch (streams with a frame waiting
-are captioned together), once per batching window: with a window, an idle model waits that long
-for other streams' frames before starting a batch.
+are captioned together), once per batching window: with a window, an idle model waits up to that
+long for other streams' frames before starting a batch (camcap.engine.batching). For each stream
+count, every setting runs in turn, side by side.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -60,11 +62,19 @@ def run(context: BenchContext) -> ScenarioResult:
         f"{o.captions_per_stream} captions per stream"
     )
     runs: list[_Streams] = []
-    for batch, window in configs:
-        with context.server(max_batch=batch, batch_window_ms=window) as server:
-            for count in o.streams:
-                context.progress(f"    max batch {batch}, window {window:g} ms, {count} stream(s)")
+    # Every server at once (they share the model and take turns using it), so that each stream
+    # count runs under every setting side by side, in alternating order: the machine's drift over
+    # minutes then falls on all settings alike instead of on whichever ran last.
+    with contextlib.ExitStack() as stack:
+        servers = [
+            stack.enter_context(context.server(max_batch=batch, batch_window_ms=window)) for batch, window in configs
+        ]
+        for index, count in enumerate(o.streams):
+            order = list(zip(configs, servers, strict=True))
+            for (batch, window), server in order if index % 2 == 0 else reversed(order):
+                context.progress(f"    {count} stream(s), max batch {batch}, window {window:g} ms")
                 runs.append(asyncio.run(_run(context, server.url("/v1/stream"), batch, window, count)))
+    runs.sort(key=lambda run: (configs.index((run.batch, run.window)), run.count))
     return _result(context, runs)
 
 

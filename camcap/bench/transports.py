@@ -47,7 +47,9 @@ Send = Callable[[int, Image.Image], Awaitable[_Sample]]
 def run(context: BenchContext) -> ScenarioResult:
     reps = context.options.transport_reps
     context.progress(f"  transports: {reps} frames x {len(TRANSPORTS)} transports, interleaved")
-    with context.server() as server, context.server(deflate=True) as deflating:
+    # No batching window: the clients take turns by construction (one frame in flight across all
+    # of them), so a window would only wait for a stream that cannot send until this one is done.
+    with context.server(batch_window_ms=0) as server, context.server(deflate=True, batch_window_ms=0) as deflating:
         samples = asyncio.run(_measure(context, server, deflating))
     return _result(samples)
 

@@ -241,8 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
     sizes.add_argument(
         "--also-detail", dest="details", type=_names, metavar="LIST", help="frame_size: also time these details"
     )
-    sizes.add_argument("--streams", type=_ints, metavar="LIST", help="streams: concurrent stream counts (1,2,4,8)")
-    sizes.add_argument("--captions-per-stream", type=int, metavar="N", help="streams: measured captions each (3)")
+    sizes.add_argument("--streams", type=_ints, metavar="LIST", help="streams, batch_scaling: counts (1,2,4,8)")
+    sizes.add_argument(
+        "--captions-per-stream", type=int, metavar="N", help="streams: captions each; batch_scaling: rounds (3)"
+    )
     sizes.add_argument("--batch-windows", type=_floats, metavar="LIST", help="streams: batching windows, ms (0,50)")
     sizes.add_argument(
         "--thresholds", dest="change_thresholds", type=_floats, metavar="LIST", help="gating: change thresholds, %%"
