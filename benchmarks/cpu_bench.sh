@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The CPU runs behind docs/benchmarks.md: about 13 minutes on 2 cores. Writes JSON and a markdown
+# The CPU runs behind docs/benchmarks.md: about 21 minutes on 2 cores. Writes JSON and a markdown
 # section per run under $OUT (default: benchmarks/results/cpu-<date>).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,5 +23,10 @@ common=(--device cpu --new-tokens 10)
 "$PYTHON" -m camcap bench --model random:smolvlm-256m "${common[@]}" --scenarios overhead,frame_size \
     --pairs 6 --warmup 1 --sizes 384,768 --size-reps 2 --also-detail high \
     --json "$OUT/smolvlm-256m.json" --markdown > "$OUT/smolvlm-256m.md"
+
+# The current server's overhead and transports (deflate declined), batching's ceiling, and the
+# streams with every setting side by side: 7.5 minutes.
+"$PYTHON" -m camcap bench --model random:blip-base "${common[@]}" --scenarios overhead,transports,batch_scaling,streams \
+    --json "$OUT/blip-base-current.json" --markdown > "$OUT/blip-base-current.md"
 
 echo "cpu_bench: wrote $OUT" >&2

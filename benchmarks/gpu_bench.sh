@@ -35,16 +35,18 @@ nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || true
 common=(--device cuda --dtype bfloat16 --new-tokens 10)
 
 # Every scenario for BLIP base: overhead and transports with more frames than on a CPU (a GPU
-# caption takes tens of ms), freshness/gating/stale-cut at 5 s per run, 1-8 streams with and
-# without batching and with two batching windows.
+# caption takes tens of ms), freshness/gating/stale-cut at 5 s per run, the model alone on
+# batches of 1-8 (batching's ceiling), 1-8 streams with and without batching and with three
+# batching windows (the default, 50 ms, is capped at a quarter of a batch's time).
 timeout 300 "$PYTHON" -m camcap bench --model random:blip-base "${common[@]}" \
     --pairs 30 --transport-reps 20 --seconds 5 --size-reps 5 \
     --streams 1,2,4,8 --captions-per-stream 8 --batch-windows 0,20,50 \
     --json "$OUT/blip-base.json" --markdown > "$OUT/blip-base.md"
 
-# SmolVLM-256M: overhead, frame size with and without image splitting, streams with batching.
+# SmolVLM-256M: overhead, frame size with and without image splitting, batching's ceiling
+# (the model alone on batches of 1-8) and streams with batching.
 timeout 200 "$PYTHON" -m camcap bench --model random:smolvlm-256m "${common[@]}" \
-    --scenarios overhead,frame_size,streams --pairs 20 --sizes 384,512,768 --size-reps 3 --also-detail high \
+    --scenarios overhead,frame_size,batch_scaling,streams --pairs 20 --sizes 384,512,768 --size-reps 3 --also-detail high \
     --streams 1,2,4,8 --captions-per-stream 6 --batch-windows 0,20 \
     --json "$OUT/smolvlm-256m.json" --markdown > "$OUT/smolvlm-256m.md"
 
