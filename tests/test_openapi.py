@@ -54,7 +54,7 @@ def operations(schema: schemathesis.BaseSchema) -> dict[str, schemathesis.APIOpe
 
 
 def test_the_document_describes_every_route(api_schema):
-    assert set(operations(api_schema)) == {"GET /healthz", "GET /v1/info", "POST /v1/caption"}
+    assert set(operations(api_schema)) == {"GET /healthz", "GET /v1/info", "GET /metrics", "POST /v1/caption"}
     document = api_schema.raw_schema
     # The refusals camcap itself gives are documented with their body.
     documented = document["paths"]["/v1/caption"]["post"]["responses"]

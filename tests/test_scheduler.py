@@ -99,6 +99,58 @@ def test_tokens_stream_then_the_caption_with_its_timings():
     run(main)
 
 
+class Recorder:
+    """A SchedulerObserver that remembers what it was told; `fail` makes it raise every time."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.events: list[StreamEvent] = []
+        self.batches: list[int] = []
+        self.fail = fail
+
+    def observe_event(self, event: StreamEvent) -> None:
+        self.events.append(event)
+        if self.fail:
+            raise RuntimeError("a bug in the metrics")
+
+    def observe_batch(self, size: int, seconds: float) -> None:
+        assert seconds >= 0
+        self.batches.append(size)
+        if self.fail:
+            raise RuntimeError("a bug in the metrics")
+
+
+def test_the_observer_is_told_every_delivered_event_and_every_batch():
+    recorder = Recorder()
+    fake = FakeCaptioner(max_batch=2)
+
+    async def main():
+        with scheduler_for(fake, observer=recorder, batch_window_ms=30_000) as scheduler:
+            a, b = scheduler.open_stream(), scheduler.open_stream()
+            a.submit(frame(0, RED))
+            b.submit(frame(0, BLUE))
+            first, _ = await next_caption(a)
+            second, _ = await next_caption(b)
+            assert recorder.batches == [2]
+            assert [e for e in recorder.events if isinstance(e, FrameCaption)] == [first, second]
+            assert sum(isinstance(e, TokenDelta) for e in recorder.events) == 8
+
+    run(main)
+
+
+def test_a_failing_observer_never_costs_a_caption(caplog):
+    fake = FakeCaptioner()
+
+    async def main():
+        with scheduler_for(fake, observer=Recorder(fail=True)) as scheduler:
+            stream = scheduler.open_stream()
+            stream.submit(frame(0, RED))
+            caption, tokens = await next_caption(stream)
+            assert caption.caption.text == words_of(RED) and len(tokens) == 4
+
+    run(main)
+    assert "The scheduler's observer failed" in caplog.text
+
+
 def test_a_newer_frame_replaces_the_waiting_one_and_nothing_queues():
     fake = FakeCaptioner(gated=True)
 

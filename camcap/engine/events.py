@@ -1,14 +1,15 @@
 """What goes into the scheduler (a decoded `Frame`) and what comes back to its stream (events).
 
 Plain frozen records, shared by the scheduler, the server's WebSocket and HTTP routes and the
-wire conversion (server/convert.py), so none of them imports another's internals to speak.
+wire conversion (server/convert.py), so none of them imports another's internals to speak; and
+the contract of whoever watches them (`SchedulerObserver`: the server's metrics).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from camcap.engine.timing import FrameTimings, monotonic
 from camcap.models.base import Caption, Task
@@ -76,3 +77,13 @@ class FrameError:
 
 StreamEvent = TokenDelta | FrameCaption | FrameUnchanged | FrameError
 Sink = Callable[[StreamEvent], None]
+
+
+class SchedulerObserver(Protocol):
+    """Who watches the scheduler (the server's metrics). Must be quick and must not raise."""
+
+    def observe_event(self, event: StreamEvent) -> None:
+        """An event delivered to an open stream; called on that stream's event loop."""
+
+    def observe_batch(self, size: int, seconds: float) -> None:
+        """A batch the model ran; called on the worker thread."""

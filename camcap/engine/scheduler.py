@@ -44,6 +44,7 @@ from camcap.engine.events import (
     FrameCaption,
     FrameError,
     FrameUnchanged,
+    SchedulerObserver,
     Sink,
     StreamEvent,
     TokenDelta,
@@ -142,6 +143,7 @@ class Stream:
     def _deliver(self, event: StreamEvent) -> None:
         # Runs on the loop, the thread that closes streams, so this check cannot race `close`.
         if not self._closed:
+            self._scheduler._observe_event(event)
             self._sink(event)
 
 
@@ -159,14 +161,16 @@ class Scheduler:
         max_batch: int | None = None,
         batch_window_ms: float = DEFAULT_BATCH_WINDOW_MS,
         stream_options: StreamOptions | None = None,
+        observer: SchedulerObserver | None = None,
     ) -> None:
         """`max_batch` caps the backend's own; `batch_window_ms` is the longest an idle model may
         wait for a batch to fill (engine/batching.py); `stream_options` are the defaults of streams
-        opened without any."""
+        opened without any; `observer` is told of every event delivered and every batch run."""
         self.info: ModelInfo = captioner.info
         self.max_batch = max(1, min(self.info.max_batch, max_batch or self.info.max_batch))
         self.batch_window = BatchWindow(batch_window_ms)
         self.stream_options = stream_options or StreamOptions()
+        self._observer = observer
         self._captioner = captioner
         self._cond = threading.Condition()
         # Streams in least-recently-served order: the head is next in line (round robin).
@@ -269,6 +273,11 @@ class Scheduler:
             self._streams.pop(stream.id, None)
         # A job in flight notices `closed` at the backend's next event (see _run_batch).
 
+    def _observe_event(self, event: StreamEvent) -> None:
+        if self._observer is not None:
+            with _observer_errors_logged():
+                self._observer.observe_event(event)
+
     # --- the worker thread ---------------------------------------------------------------------
 
     def _work(self) -> None:
@@ -352,8 +361,12 @@ class Scheduler:
             self._fail(jobs, exc)
         finally:
             _close_iterator(events)
+        seconds = monotonic() - started
         with self._cond:
-            self.batch_window.observe(monotonic() - started)
+            self.batch_window.observe(seconds)
+        if self._observer is not None:
+            with _observer_errors_logged():
+                self._observer.observe_batch(len(jobs), seconds)
         if self._stopping:
             return
         for job in cut:
@@ -456,6 +469,15 @@ def _abandoned(jobs: list[_Job]) -> bool:
     stream: nobody is waiting, so the generation should stop."""
     unfinished = [job for job in jobs if not job.done]
     return bool(unfinished) and all(job.stream.closed for job in unfinished)
+
+
+@contextlib.contextmanager
+def _observer_errors_logged() -> Iterator[None]:
+    # Watching must never break what is watched: a bug in the metrics loses a sample, not a caption.
+    try:
+        yield
+    except Exception:
+        logger.exception("The scheduler's observer failed")
 
 
 def _close_iterator(events: Iterator[Event] | None) -> None:

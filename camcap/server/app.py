@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from camcap import __version__
 from camcap.config import Settings
 from camcap.models.base import Captioner
-from camcap.server import http, page, websocket
+from camcap.server import http, metrics, page, websocket
 from camcap.server.convert import frame_limits
 from camcap.server.host import ModelHost
 from camcap.server.limits import BodySizeLimitMiddleware, StreamLimits, StreamSlots
@@ -63,7 +63,8 @@ def create_app(settings: Settings, captioner: Captioner | None = None) -> FastAP
         settings.serves_https(),
         extra_hosts=settings.allow_hosts,
     )
-    host = ModelHost(settings, captioner)
+    server_metrics = metrics.ServerMetrics()
+    host = ModelHost(settings, captioner, observer=server_metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -77,6 +78,7 @@ def create_app(settings: Settings, captioner: Captioner | None = None) -> FastAP
     # Shared and read-only for route code; per-connection state lives in server.session.Session.
     app.state.settings = settings
     app.state.host = host
+    app.state.metrics = server_metrics
     app.state.frame_limits = frame_limits(settings)
     app.state.stream_limits = StreamLimits.from_settings(settings)
     # Shared and mutable: counts the clients being served (streams and one-shot captions).
@@ -89,6 +91,7 @@ def create_app(settings: Settings, captioner: Captioner | None = None) -> FastAP
     app.add_exception_handler(http.ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, http.unreadable_body)
     app.include_router(http.router)
+    app.include_router(metrics.router)
     app.add_api_websocket_route("/v1/stream", websocket.stream_endpoint)
     app.include_router(page.router)
     page.mount_static(app)

@@ -19,6 +19,7 @@ import anyio.to_thread
 from PIL import Image
 
 from camcap.config import Settings
+from camcap.engine.events import SchedulerObserver
 from camcap.engine.scheduler import Scheduler
 from camcap.engine.timing import monotonic
 from camcap.errors import CamcapError
@@ -42,8 +43,12 @@ class ModelHost:
     close, like one the host builds from `settings.model`.
     """
 
-    def __init__(self, settings: Settings, captioner: Captioner | None = None) -> None:
+    def __init__(
+        self, settings: Settings, captioner: Captioner | None = None, observer: SchedulerObserver | None = None
+    ) -> None:
+        """`observer`: told of the scheduler's events and batches (the server's metrics)."""
         self.settings = settings
+        self._observer = observer
         self.status = ModelStatus.LOADING
         self.error: str | None = None
         self.info: ModelInfo | None = None
@@ -102,6 +107,7 @@ class ModelHost:
                 max_batch=self.settings.max_batch,
                 batch_window_ms=self.settings.batch_window_ms,
                 stream_options=self.settings.stream_options(),
+                observer=self._observer,
             )
             scheduler.start()
         except Exception as exc:
