@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from camcap.config import Settings
 from camcap.errors import (
+    AccessConfigError,
     CamcapError,
     DeviceError,
     InvalidImageError,
@@ -19,6 +20,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_SPEC",
+    "AccessConfigError",
     "Box",
     "CamcapError",
     "Caption",

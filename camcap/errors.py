@@ -35,3 +35,7 @@ class InvalidImageError(CamcapError, ValueError):
 
 class DeviceError(CamcapError):
     """The requested device or dtype cannot be used on this machine."""
+
+
+class AccessConfigError(CamcapError, ValueError):
+    """A token, origin or host given in the settings cannot be used as it is."""

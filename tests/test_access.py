@@ -1,7 +1,7 @@
 """Access control wired into the real app and the real `camcap serve`: token, Origin, Host, HTTPS.
 
-server/security.py's rules are tested on their own in test_security.py; here the question is
-whether camcap's own app and command apply them.
+The rules are tested on their own (test_security.py, test_tokens.py, test_addresses.py); here the
+question is whether camcap's own app and command apply them.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from camcap.config import Settings
-from camcap.server.addresses import AccessConfigError
+from camcap.errors import AccessConfigError
 from camcap.server.app import create_app
 from camcap.server.security import TOKEN_COOKIE
 from tests.fakes import FakeCaptioner

@@ -9,6 +9,7 @@ def test_exported_members_are_the_documented_public_api():
     assert sorted(camcap.__all__) == sorted(
         [
             "DEFAULT_SPEC",
+            "AccessConfigError",
             "Box",
             "CamcapError",
             "Caption",
@@ -41,6 +42,7 @@ def test_user_errors_share_one_base_class_with_an_exit_code():
         camcap.UnsupportedTaskError,
         camcap.InvalidImageError,
         camcap.DeviceError,
+        camcap.AccessConfigError,
     ):
         assert issubclass(error, camcap.CamcapError)
         assert error.exit_code != 0

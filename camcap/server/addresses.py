@@ -4,9 +4,6 @@ The access rules (security.py) compare a request's Host and Origin with the name
 reached by; the self-signed certificate (tls.py, through `camcap serve`) lists the same names. Both
 need this machine's names and addresses (`served_names`), and both must compare names in one
 canonical form (`normalize_host`, `normalize_origin`), or "LOCALHOST." and "localhost" would differ.
-
-`AccessConfigError` lives here, at the bottom of the access modules, because the host and origin
-values a user gives are checked here first; tokens.py and security.py raise it too.
 """
 
 from __future__ import annotations
@@ -15,15 +12,11 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit
 
-from camcap.errors import CamcapError
+from camcap.errors import AccessConfigError
 
 #: The names only this machine reaches; always served, and the allowed Hosts of a loopback server.
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-class AccessConfigError(CamcapError, ValueError):
-    """A token, origin or host given in the settings cannot be used as it is."""
 
 
 # --- names and addresses ------------------------------------------------------------------------

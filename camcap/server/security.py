@@ -27,9 +27,9 @@ from starlette.datastructures import Headers
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from camcap.errors import AccessConfigError
 from camcap.server.addresses import (
     LOOPBACK_NAMES,
-    AccessConfigError,
     format_origin,
     host_from_header,
     ip_or_none,

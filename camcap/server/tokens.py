@@ -11,7 +11,8 @@ import re
 import secrets
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from camcap.server.addresses import AccessConfigError, is_loopback_host
+from camcap.errors import AccessConfigError
+from camcap.server.addresses import is_loopback_host
 
 TOKEN_QUERY = "token"
 #: 16 URL-safe characters are ~96 bits: far beyond guessing over a network. Generated tokens are 43.
