@@ -31,8 +31,9 @@ from camcap.config import Settings
 from camcap.errors import AccessConfigError
 from camcap.server.app import create_app
 from camcap.server.security import TOKEN_COOKIE
+from camcap.server.threaded import serve_in_thread
 from tests.fakes import FakeCaptioner
-from tests.live_server import free_port, live_server, stop_process
+from tests.live_server import free_port, stop_process
 from tests.test_server import jpeg, recv, wait_ready
 
 TOKEN = "test-token-0123456789abcdef"
@@ -371,7 +372,7 @@ def test_the_page_shows_why_access_was_denied_and_stops_retrying():
     body = json.dumps({"code": "token_invalid", "detail": detail})
 
     app = create_app(Settings(model="fake"), captioner=FakeCaptioner())
-    with live_server(app) as (_, port), playwright_api.sync_playwright() as playwright:
+    with serve_in_thread(app) as (_, port), playwright_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=["--headless", "--no-sandbox"])
         try:
             page = browser.new_page()

@@ -1,6 +1,6 @@
 """Faults the server must survive: a model that fails on a frame, and shutting down mid-caption.
 
-The shutdown tests run a real uvicorn on a thread (tests/live_server.py): TestClient never sends
+The shutdown tests run a real uvicorn on a thread (camcap.server.threaded): TestClient never sends
 the close that uvicorn sends to open sockets when it stops.
 """
 
@@ -16,8 +16,8 @@ from websockets.sync.client import connect as ws_connect
 
 from camcap.config import Settings
 from camcap.server.app import create_app
+from camcap.server.threaded import serve_in_thread
 from tests.fakes import FakeCaptioner
-from tests.live_server import live_server
 from tests.test_server import BLUE, RED, pack, png, recv, recv_until, serve, wait_for, wait_ready
 
 
@@ -92,7 +92,7 @@ def test_shutting_down_cancels_captions_in_progress_and_leaves_no_threads(stop_w
     fake = FakeCaptioner(token_delay=0.01, words=3000)  # a caption of ~30 s unless cancelled
     app = create_app(Settings(model="fake"), captioner=fake)
     closed_with = None
-    with live_server(app, timeout_graceful_shutdown=10) as (server, port):
+    with serve_in_thread(app, timeout_graceful_shutdown=10) as (server, port):
         wait_for(lambda: app.state.host.scheduler is not None, "the model to load")
         with ws_connect(f"ws://127.0.0.1:{port}/v1/stream", open_timeout=10, close_timeout=5) as ws:
             assert json.loads(ws.recv(timeout=10))["type"] == "ready"

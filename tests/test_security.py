@@ -23,8 +23,8 @@ from websockets.sync.client import connect as ws_connect
 
 from camcap.errors import AccessConfigError
 from camcap.server.security import TOKEN_COOKIE, AccessControlMiddleware, AccessPolicy
+from camcap.server.threaded import serve_in_thread
 from camcap.server.tokens import MIN_TOKEN_CHARS
-from tests.live_server import live_server
 
 TOKEN = "s3cret-token-for-tests-0123456789"
 BASE = "http://localhost:8000"
@@ -415,7 +415,7 @@ def test_close_reasons_fit_a_close_frame(client: TestClient) -> None:
 @contextlib.contextmanager
 def serving(app: AccessControlMiddleware) -> Iterator[int]:
     """Run `app` under uvicorn on 127.0.0.1 (an OS-picked port) in a thread; yields the port."""
-    with live_server(app, lifespan="off", ws="websockets-sansio") as (_, port):
+    with serve_in_thread(app, lifespan="off", ws="websockets-sansio") as (_, port):
         yield port
 
 

@@ -24,8 +24,8 @@ from starlette.routing import Route
 
 from camcap.server import tls
 from camcap.server.security import AccessControlMiddleware, AccessPolicy
+from camcap.server.threaded import serve_in_thread
 from camcap.server.tls import TlsError, default_tls_dir, ensure_self_signed_cert, load_cert_pair
-from tests.live_server import live_server
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes")
 
@@ -205,7 +205,7 @@ async def hello(request: Request) -> PlainTextResponse:
 @contextlib.contextmanager
 def serving_tls(app: object, cert: Path, key: Path) -> Iterator[int]:
     """Run `app` under uvicorn with TLS on 127.0.0.1 (an OS-picked port) in a thread; yields the port."""
-    with live_server(app, lifespan="off", ssl_certfile=str(cert), ssl_keyfile=str(key)) as (_, port):
+    with serve_in_thread(app, lifespan="off", ssl_certfile=str(cert), ssl_keyfile=str(key)) as (_, port):
         yield port
 
 

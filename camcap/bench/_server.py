@@ -1,4 +1,5 @@
-"""The real server, in this process: `create_app` served by uvicorn on 127.0.0.1, on a thread.
+"""The real server, in this process: `create_app` served by uvicorn on 127.0.0.1, on a thread
+(camcap.server.threaded).
 
 Real sockets, real uvicorn and websockets, the same app `camcap serve` runs: no TestClient. It
 runs in-process so that it serves the very captioner the direct-model baseline calls, loaded
@@ -8,14 +9,11 @@ that shared model, which it may not close.
 
 from __future__ import annotations
 
-import logging
-import socket
-import threading
+import contextlib
 import time
 from collections.abc import Iterator, Sequence
 from types import TracebackType
 
-import uvicorn
 from starlette.routing import WebSocketRoute
 
 from camcap.bench._base64_route import Base64StreamRoute
@@ -23,11 +21,11 @@ from camcap.config import Settings
 from camcap.models.base import Captioner, Event, ModelInfo, Request
 from camcap.server.app import create_app, uvicorn_options
 from camcap.server.host import ModelHost, ModelStatus
-
-logger = logging.getLogger(__name__)
+from camcap.server.threaded import serve_in_thread
 
 BASE64_PATH = "/bench/base64-stream"
-_START_TIMEOUT_S = 60.0
+# The model is loaded before any bench server starts: setup() only returns; anything longer is a bug.
+_READY_TIMEOUT_S = 60.0
 
 
 class SharedCaptioner(Captioner):
@@ -66,34 +64,19 @@ class BenchServer:
         self.app = create_app(settings, captioner=SharedCaptioner(captioner))
         # The base64-in-JSON transport exists only for comparison: mounted here, never in camcap.
         self.app.router.routes.append(WebSocketRoute(BASE64_PATH, Base64StreamRoute()))
-        self._socket: socket.socket | None = None
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._running = contextlib.ExitStack()
         self.port = 0
 
     def url(self, path: str, scheme: str = "ws") -> str:
         return f"{scheme}://127.0.0.1:{self.port}{path}"
 
     def __enter__(self) -> BenchServer:
-        # Bound here, before uvicorn starts, so the port is known and nothing can take it meanwhile.
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind(("127.0.0.1", 0))
-        self.port = self._socket.getsockname()[1]
         # As `camcap serve` runs uvicorn (cli/_serve.py), minus TLS: the same message limits.
-        # log_config=None: a library must not reconfigure the process's logging.
         options = uvicorn_options(self.settings) | ({"ws_per_message_deflate": True} if self.deflate else {})
-        config = uvicorn.Config(self.app, log_level="warning", log_config=None, **options)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._socket]}, name="camcap-bench-server", daemon=True
-        )
-        self._thread.start()
-        try:
+        with contextlib.ExitStack() as starting:
+            _, self.port = starting.enter_context(serve_in_thread(self.app, **options))
             self._wait_ready()
-        except BaseException:
-            self._stop()
-            raise
+            self._running = starting.pop_all()  # started and ready: stopped by __exit__ from here
         return self
 
     def __exit__(
@@ -102,27 +85,14 @@ class BenchServer:
         exc_value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._stop()
+        self._running.close()
 
     def _wait_ready(self) -> None:
-        assert self._server is not None and self._thread is not None
         host: ModelHost = self.app.state.host
-        deadline = time.monotonic() + _START_TIMEOUT_S
-        while not (self._server.started and host.status is not ModelStatus.LOADING):
-            if not self._thread.is_alive():
-                raise RuntimeError("The bench server stopped while starting; see the log above for why.")
+        deadline = time.monotonic() + _READY_TIMEOUT_S
+        while host.status is ModelStatus.LOADING:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"The bench server did not start within {_START_TIMEOUT_S:.0f} s.")
+                raise RuntimeError(f"The bench server's model was not ready within {_READY_TIMEOUT_S:.0f} s.")
             time.sleep(0.01)
         if host.status is not ModelStatus.READY:
             raise RuntimeError(f"The bench server could not use the model: {host.error}")
-
-    def _stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(30)
-            if self._thread.is_alive():
-                logger.warning("The bench server did not stop within 30 s.")
-        if self._socket is not None:
-            self._socket.close()
