@@ -79,16 +79,26 @@ class BenchContext:
 
     def direct(self, image: Image.Image, captioner: Captioner | None = None) -> tuple[float, Caption]:
         """One caption straight from the model: (wall ms, the Caption). Blocking."""
+        elapsed, (caption,) = self.direct_batch([image], captioner)
+        return elapsed, caption
+
+    def direct_batch(
+        self, images: list[Image.Image], captioner: Captioner | None = None
+    ) -> tuple[float, list[Caption]]:
+        """`images` as one batch straight from the model: (wall ms, their Captions in order). Blocking."""
         captioner = captioner or self.captioner
         start = time.perf_counter()
-        final: Caption | None = None
-        for event in captioner.generate([(image, self.task)]):
-            if isinstance(event, Caption):
-                final = event
+        captions = [
+            event
+            for event in captioner.generate([(image, self.task) for image in images])
+            if isinstance(event, Caption)
+        ]
         elapsed = (time.perf_counter() - start) * 1000.0
-        if final is None:
-            raise RuntimeError(f"{captioner.info.name} ended without a caption; a bug in its backend.")
-        return elapsed, final
+        if len(captions) != len(images):
+            raise RuntimeError(
+                f"{captioner.info.name} gave {len(captions)} captions for {len(images)} images; a bug in its backend."
+            )
+        return elapsed, sorted(captions, key=lambda caption: caption.index)
 
     def warm_up(self, captioner: Captioner | None = None) -> None:
         """Untimed captions: the first calls of a fresh model allocate and are slower."""

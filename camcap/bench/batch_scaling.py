@@ -14,14 +14,9 @@ in reversed order every other round, `captions_per_stream` rounds, after one unt
 
 from __future__ import annotations
 
-import time
-
-from PIL import Image
-
 from camcap.bench._context import BenchContext
 from camcap.bench._stats import median, p95, ratio, summary
 from camcap.bench.report import Goal, ScenarioResult, Table
-from camcap.models.base import Caption
 
 
 def run(context: BenchContext) -> ScenarioResult:
@@ -34,35 +29,23 @@ def run(context: BenchContext) -> ScenarioResult:
     images = [context.decoded(jpeg) for jpeg in context.camera_jpegs[: max(sizes)]]
     if o.warmup:
         for size in sizes:
-            _batch_seconds(context, images[:size])
-    seconds: dict[int, list[float]] = {size: [] for size in sizes}
+            context.direct_batch(images[:size])
+    milliseconds: dict[int, list[float]] = {size: [] for size in sizes}
     for number in range(rounds):
         for size in sizes if number % 2 == 0 else reversed(sizes):
-            seconds[size].append(_batch_seconds(context, images[:size]))
-    return _result(context, seconds)
+            milliseconds[size].append(context.direct_batch(images[:size])[0])
+    return _result(context, milliseconds)
 
 
-def _batch_seconds(context: BenchContext, images: list[Image.Image]) -> float:
-    start = time.perf_counter()
-    captions = sum(
-        isinstance(event, Caption) for event in context.captioner.generate([(image, context.task) for image in images])
-    )
-    elapsed = time.perf_counter() - start
-    if captions != len(images):
-        raise RuntimeError(f"A batch of {len(images)} frames gave {captions} captions; a bug in the backend.")
-    return elapsed
-
-
-def _result(context: BenchContext, seconds: dict[int, list[float]]) -> ScenarioResult:
+def _result(context: BenchContext, milliseconds: dict[int, list[float]]) -> ScenarioResult:
     table = Table(["batch", "ms per batch (median)", "ms per batch p95", "ms per frame", "frames/s", "x batch 1"])
     data: dict[str, object] = {}
-    rates = {size: size / median(values) for size, values in seconds.items()}
-    for size, values in seconds.items():
-        milliseconds = [value * 1000 for value in values]
-        middle = median(milliseconds)
+    rates = {size: size * 1000 / median(values) for size, values in milliseconds.items()}
+    for size, values in milliseconds.items():
+        middle = median(values)
         gain = ratio(rates[size], rates[1])
-        table.rows.append([size, middle, p95(milliseconds), middle / size, round(rates[size], 3), gain])
-        data[str(size)] = {"batch_ms": summary(milliseconds), "frames_per_s": round(rates[size], 4), "x_batch_1": gain}
+        table.rows.append([size, middle, p95(values), middle / size, round(rates[size], 3), gain])
+        data[str(size)] = {"batch_ms": summary(values), "frames_per_s": round(rates[size], 4), "x_batch_1": gain}
     goals = []
     if 4 in rates:
         on_gpu = context.info.device.startswith("cuda")
@@ -73,7 +56,7 @@ def _result(context: BenchContext, seconds: dict[int, list[float]]) -> ScenarioR
         goal = "the model alone: a batch of 4 >= 2 x one frame's frames/s (the streams goal's ceiling)"
         goals.append(Goal(goal, measured, gain >= 2 if on_gpu else None))
     notes = [
-        f"{len(next(iter(seconds.values())))} timed batches per size, sizes in turn (order reversed every other "
+        f"{len(next(iter(milliseconds.values())))} timed batches per size, sizes in turn (order reversed every other "
         "round); every frame of a batch is a different picture; no server involved.",
     ]
     return ScenarioResult(
