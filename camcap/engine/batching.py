@@ -44,15 +44,14 @@ class BatchWindow:
             raise ValueError(f"batch_window_ms must be >= 0, got {window_ms}.")
         self.window_ms = window_ms
         self._recent_s: deque[float] = deque(maxlen=_RECENT_BATCHES)
+        # The model's recent time per batch (median, seconds); None before the first batch. Kept
+        # here, where batches are recorded, rather than recomputed for every stream the worker counts.
+        self.batch_s: float | None = None
 
     def observe(self, batch_s: float) -> None:
         """Record how long the model took for a batch (seconds)."""
         self._recent_s.append(batch_s)
-
-    @property
-    def batch_s(self) -> float | None:
-        """The model's recent time per batch (median, seconds); None before the first batch."""
-        return statistics.median(self._recent_s) if self._recent_s else None
+        self.batch_s = statistics.median(self._recent_s)
 
     def window_s(self) -> float:
         """The wait allowed now: the configured window, capped by the share of a batch's time."""
