@@ -8,6 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from camcap.engine.events import FrameCaption, FrameError, FrameUnchanged, TokenDelta
 from camcap.engine.timing import FrameTimings
 from camcap.models.base import Caption, Task, Timings
+from camcap.server.host import ModelStatus
 from camcap.server.messages import ErrorCode
 from camcap.server.metrics import ServerMetrics
 from tests.fakes import FakeCaptioner
@@ -46,6 +47,7 @@ def timings(receive_ms: float | None = 3.0, tokens: int = 4) -> FrameTimings:
 class FakeHost:
     """What `render` reads of a ModelHost: no model loaded."""
 
+    status = ModelStatus.LOADING
     info = None
     scheduler = None
 

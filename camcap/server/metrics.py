@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 
 from camcap.engine.events import FrameCaption, FrameError, FrameUnchanged, StreamEvent, TokenDelta
 from camcap.engine.timing import FrameTimings
+from camcap.server.host import ModelStatus
 
 if TYPE_CHECKING:
     from camcap.server.host import ModelHost
@@ -104,7 +105,7 @@ class ServerMetrics:
 
     def render(self, host: ModelHost) -> bytes:
         """The text a scrape gets, with the host's current state."""
-        self.ready.set(1 if host.info is not None and host.scheduler is not None else 0)
+        self.ready.set(1 if host.status is ModelStatus.READY else 0)
         self.streams.set(host.scheduler.stream_count if host.scheduler is not None else 0)
         if host.info is not None:
             info = host.info
