@@ -13,18 +13,13 @@ rest of the API: beyond loopback, a scraper sends the token (`Authorization: Bea
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
 from camcap.engine.events import FrameCaption, FrameError, FrameUnchanged, StreamEvent, TokenDelta
 from camcap.engine.timing import FrameTimings
-from camcap.server.host import ModelStatus
-
-if TYPE_CHECKING:
-    from camcap.server.host import ModelHost
+from camcap.server.host import ModelHost, ModelStatus
 
 router = APIRouter()
 
