@@ -5,18 +5,40 @@ torch are all facts, not crashes); `diagnose()` turns them into findings that sa
 and the command that fixes it; `render_report()` prints them. Whether the model is on disk comes from
 `camcap.models.store`, which `camcap models` shares.
 
-The three steps live in their own modules (_facts.py, _diagnosis.py, _render.py) around the
-records they share (_report.py); this package's public API is what it exports here.
+The steps live in their own modules around the records they share (_report.py): facts about torch
+and the driver (_facts.py) and the operating system (_platform.py); findings (_diagnosis.py, with
+the operating system's in _platform_findings.py) and the one table of driver, CUDA and torch builds
+they use (_torch_builds.py); rendering (_render.py). This package's public API is what it exports here.
 """
 
 from __future__ import annotations
 
-from camcap.doctor._diagnosis import MIN_DRIVER_FOR_CUDA, diagnose
-from camcap.doctor._facts import collect_report, driver_facts, parse_driver_version, torch_facts
+from camcap.doctor._diagnosis import diagnose
+from camcap.doctor._facts import (
+    collect_report,
+    driver_facts,
+    parse_driver_version,
+    parse_smi_cuda_version,
+    parse_smi_query,
+    torch_facts,
+)
+from camcap.doctor._platform import parse_wsl_version, platform_facts
 from camcap.doctor._render import render_report
-from camcap.doctor._report import DoctorReport, DriverFacts, Finding, Folder, GpuInfo, Level, TorchFacts
+from camcap.doctor._report import (
+    DoctorReport,
+    DriverFacts,
+    Finding,
+    Folder,
+    GpuInfo,
+    Level,
+    PlatformFacts,
+    SmiGpu,
+    TorchFacts,
+)
+from camcap.doctor._torch_builds import CUDA_WHEELS, MIN_DRIVER_FOR_CUDA
 
 __all__ = [
+    "CUDA_WHEELS",
     "MIN_DRIVER_FOR_CUDA",
     "DoctorReport",
     "DriverFacts",
@@ -24,11 +46,17 @@ __all__ = [
     "Folder",
     "GpuInfo",
     "Level",
+    "PlatformFacts",
+    "SmiGpu",
     "TorchFacts",
     "collect_report",
     "diagnose",
     "driver_facts",
     "parse_driver_version",
+    "parse_smi_cuda_version",
+    "parse_smi_query",
+    "parse_wsl_version",
+    "platform_facts",
     "render_report",
     "torch_facts",
 ]

@@ -19,7 +19,8 @@ from typing import Any
 
 from camcap.config import Settings
 from camcap.doctor._diagnosis import diagnose
-from camcap.doctor._report import DoctorReport, DriverFacts, Folder, GpuInfo, TorchFacts
+from camcap.doctor._platform import platform_facts
+from camcap.doctor._report import DoctorReport, DriverFacts, Folder, GpuInfo, SmiGpu, TorchFacts
 from camcap.errors import CamcapError
 from camcap.models.device import nvidia_gpu_present
 from camcap.models.options import ModelOptions
@@ -27,6 +28,8 @@ from camcap.models.registry import camcap_cache_dir, hub_cache_dir
 from camcap.models.store import model_status
 
 _DRIVER_VERSION = re.compile(r"\b(\d+\.\d+(?:\.\d+)?)\b")
+_SMI_CUDA = re.compile(r"CUDA Version\s*:\s*(\d+\.\d+)")
+_WSL_SMI = "/usr/lib/wsl/lib/nvidia-smi"
 
 
 def collect_report(settings: Settings) -> DoctorReport:
@@ -71,6 +74,7 @@ def collect_report(settings: Settings) -> DoctorReport:
         model_spec=settings.model,
         model=model,
         model_error=model_error,
+        os=platform_facts(),
     )
     return dataclasses.replace(report, findings=tuple(diagnose(report)))
 
@@ -94,6 +98,7 @@ def torch_facts() -> TorchFacts:
         arch_list=arch_list,
         gpus=gpus,
         mps=bool(mps is not None and _safely(mps.is_available, False)),
+        mps_built=bool(mps is not None and _safely(mps.is_built, False)),
     )
 
 
@@ -117,21 +122,76 @@ def driver_facts() -> DriverFacts:
     """The NVIDIA driver as the OS sees it, independent of torch. Absent tools are not errors."""
     try:
         version = parse_driver_version(Path("/proc/driver/nvidia/version").read_text(errors="replace"))
-    except OSError:  # no NVIDIA kernel module loaded (or not Linux)
+    except OSError:  # no NVIDIA kernel module loaded (or not Linux, or WSL)
         version = None
-    smi = shutil.which("nvidia-smi")
+    smi = _find_nvidia_smi()
     if smi is None:
         return DriverFacts(version=version)
-    query = [smi, "--query-gpu=driver_version,name,memory.total", "--format=csv,noheader"]
+    fields = _SMI_FIELDS
     try:
-        done = subprocess.run(query, capture_output=True, text=True, timeout=15, check=False)
+        done = _run_smi([smi, f"--query-gpu={','.join(fields)}", "--format=csv,noheader,nounits"])
+        if done.returncode != 0 and "compute_cap" in done.stdout + done.stderr:
+            fields = _SMI_FIELDS[:-1]  # drivers before 510 cannot report the compute capability
+            done = _run_smi([smi, f"--query-gpu={','.join(fields)}", "--format=csv,noheader,nounits"])
     except (OSError, subprocess.SubprocessError) as exc:
-        return DriverFacts(version=version, smi_error=str(exc))
+        return DriverFacts(version=version, smi_path=smi, smi_error=str(exc))
     if done.returncode != 0:
-        return DriverFacts(version=version, smi_error=(done.stdout + done.stderr).strip()[:300] or "failed")
-    rows = [line.split(",", 1) for line in done.stdout.splitlines() if line.strip()]
-    gpus = tuple(row[1].strip() for row in rows if len(row) == 2)
-    return DriverFacts(version=version or (rows[0][0].strip() if rows else None), gpus=gpus)
+        error = (done.stdout + done.stderr).strip()[:300] or "failed"
+        return DriverFacts(version=version, smi_path=smi, smi_error=error)
+    smi_version, gpus = parse_smi_query(done.stdout, fields)
+    try:
+        header = _run_smi([smi]).stdout
+    except (OSError, subprocess.SubprocessError):
+        header = ""
+    return DriverFacts(
+        version=version or smi_version,
+        cuda_version=parse_smi_cuda_version(header),
+        gpus=gpus,
+        smi_path=smi,
+    )
+
+
+# What `nvidia-smi --query-gpu` reports per GPU; compute_cap last, as old drivers lack it.
+_SMI_FIELDS = (
+    "driver_version",
+    "name",
+    "memory.total",
+    "memory.used",
+    "utilization.gpu",
+    "compute_mode",
+    "compute_cap",
+)
+
+
+def parse_smi_query(csv_text: str, fields: tuple[str, ...] = _SMI_FIELDS) -> tuple[str | None, tuple[SmiGpu, ...]]:
+    """The driver version and GPUs from `nvidia-smi --query-gpu=<fields> --format=csv,noheader,nounits`.
+
+    One line per GPU, e.g. "550.54.14, NVIDIA L4, 23034, 1, 0, Default, 8.9"; "[N/A]" where a
+    GPU cannot say (memory of some laptop GPUs, utilisation under WSL).
+    """
+    version, gpus = None, []
+    for index, line in enumerate(row for row in csv_text.splitlines() if row.strip()):
+        row = dict(zip(fields, (cell.strip() for cell in line.split(",")), strict=False))
+        version = version or row.get("driver_version") or None
+        gpus.append(
+            SmiGpu(
+                index=index,
+                name=row.get("name") or "unknown GPU",
+                memory_total_mib=_number(row.get("memory.total")),
+                memory_used_mib=_number(row.get("memory.used")),
+                utilization_pct=_number(row.get("utilization.gpu")),
+                compute_mode=_known(row.get("compute_mode")),
+                compute_capability=_known(row.get("compute_cap")),
+            )
+        )
+    return version, tuple(gpus)
+
+
+def parse_smi_cuda_version(smi_output: str) -> str | None:
+    """The newest CUDA the driver supports, from plain `nvidia-smi`'s header
+    ("| NVIDIA-SMI 550.54.14   Driver Version: 550.54.14   CUDA Version: 12.4 |") or `nvidia-smi -q`."""
+    match = _SMI_CUDA.search(smi_output)
+    return match.group(1) if match else None
 
 
 def parse_driver_version(proc_text: str) -> str | None:
@@ -139,6 +199,29 @@ def parse_driver_version(proc_text: str) -> str | None:
     Module  550.54.14  Thu Feb 22 01:44:30 UTC 2024" (the open kernel module words it differently)."""
     match = _DRIVER_VERSION.search(proc_text.partition("\n")[0])
     return match.group(1) if match else None
+
+
+def _find_nvidia_smi() -> str | None:
+    # WSL 2 keeps the Windows driver's nvidia-smi in /usr/lib/wsl/lib, which is not always on PATH.
+    found = shutil.which("nvidia-smi")
+    if found is None and os.path.exists(_WSL_SMI):
+        return _WSL_SMI
+    return found
+
+
+def _run_smi(command: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, capture_output=True, text=True, timeout=15, check=False)
+
+
+def _number(cell: str | None) -> int | None:
+    try:
+        return round(float(cell)) if cell else None
+    except ValueError:  # "[N/A]", "[Not Supported]"
+        return None
+
+
+def _known(cell: str | None) -> str | None:
+    return cell if cell and not cell.startswith("[") else None
 
 
 def _arch_supported(major: int, minor: int, arch_list: tuple[str, ...]) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from camcap.doctor._report import DoctorReport
+from camcap.doctor._report import DoctorReport, SmiGpu
 from camcap.models.store import human_size
 
 _MARKS = {"ok": "ok", "note": "note", "warning": "WARNING", "problem": "PROBLEM"}
@@ -15,9 +15,12 @@ def render_report(report: DoctorReport) -> str:
         torch_line = f"not importable: {torch.error}"
     else:
         build = f"CUDA {torch.cuda}" if torch.cuda else f"ROCm {torch.hip}" if torch.hip else "CPU-only build"
+        build = f"{torch.build}: {build}" if torch.build and torch.build != "cpu" else build
         torch_line = f"{torch.version} ({build}, cuDNN {torch.cudnn or 'none'})"
     gpus = [f"{g.index}: {g.name}, {g.memory_gb:g} GB, compute capability {g.compute_capability}" for g in torch.gpus]
     driver_line = driver.version or ("not found" if not report.nvidia_gpu_present else "present, version unknown")
+    if driver.version and driver.cuda_version:
+        driver_line += f" (runs CUDA up to {driver.cuda_version})"
     if report.device is not None:
         device_line = f"{report.device} ({report.dtype}): {report.device_reason}"
     else:
@@ -35,6 +38,7 @@ def render_report(report: DoctorReport) -> str:
             [
                 ("Python", report.python),
                 ("Platform", report.platform),
+                ("System", _system_line(report)),
                 ("camcap", report.versions.get("camcap") or "not installed (running from a source tree)"),
                 ("torch", torch_line),
                 ("transformers", report.versions.get("transformers") or "not installed"),
@@ -45,12 +49,13 @@ def render_report(report: DoctorReport) -> str:
             "Hardware",
             [
                 ("NVIDIA driver", driver_line),
-                ("nvidia-smi", "; ".join(driver.gpus) or driver.smi_error or "not found"),
+                ("nvidia-smi", "\n".join(_smi_gpu_line(gpu) for gpu in driver.gpus) or driver.smi_error or "not found"),
                 ("CUDA GPUs (torch)", "\n".join(gpus) or "none"),
                 (
                     "CUDA_VISIBLE_DEVICES",
                     "unset" if report.cuda_visible_devices is None else report.cuda_visible_devices,
                 ),
+                *_platform_rows(report),
                 ("Apple MPS", "available" if torch.mps else "no"),
                 ("camcap would use", device_line),
             ],
@@ -74,8 +79,54 @@ def render_report(report: DoctorReport) -> str:
             lines.extend(f"  {'':<{width}}  {line}" for line in rest)
         lines.append("")
     lines.append("Findings")
-    lines.extend(f"  [{_MARKS[finding.level]}] {finding.message}" for finding in report.findings)
+    for finding in report.findings:
+        code = f" ({finding.code})" if finding.code else ""
+        lines.append(f"  [{_MARKS[finding.level]}] {finding.message}{code}")
+        if finding.fix:
+            lines.append(f"      fix: {finding.fix}")
     return "\n".join(lines)
+
+
+def _system_line(report: DoctorReport) -> str:
+    os = report.os
+    if os.wsl is not None:
+        return f"WSL {os.wsl} ({os.wsl_distro or 'Linux'} on Windows), {os.machine}"
+    if os.system == "Darwin":
+        chip = "Apple silicon" if os.apple_silicon or os.machine == "arm64" else "Intel"
+        rosetta = ", this Python under Rosetta 2" if os.rosetta else ""
+        return f"macOS {os.mac_version or '?'} on {chip}{rosetta}"
+    container = f", in a {os.container} container" if os.container else ""
+    return f"{os.system} {os.machine}{container}"
+
+
+def _platform_rows(report: DoctorReport) -> list[tuple[str, str]]:
+    os = report.os
+    rows = []
+    if os.wsl == 2:
+        rows.append(("WSL libcuda", "present" if os.wsl_libcuda else "missing (no Windows driver reaches WSL)"))
+        if os.linux_libcuda:
+            rows.append(("Linux libcuda in WSL", ", ".join(os.linux_libcuda)))
+    elif os.system == "Linux":
+        rows.append(("/dev/nvidia*", ", ".join(os.dev_nvidia) or "none"))
+        rows.append(("PCI display devices", ", ".join(os.pci_gpus) or "none found"))
+        if os.kfd or "amd" in os.pci_gpus:
+            rows.append(("/dev/kfd (ROCm)", os.kfd or "absent"))
+    elif os.system == "Windows":
+        rows.append(("Display adapters", "; ".join(os.video_controllers) or "unknown"))
+    return rows
+
+
+def _smi_gpu_line(gpu: SmiGpu) -> str:
+    parts = [f"{gpu.index}: {gpu.name}"]
+    if gpu.memory_total_mib is not None and gpu.memory_used_mib is not None:
+        parts.append(f"{gpu.memory_used_mib}/{gpu.memory_total_mib} MiB used")
+    if gpu.utilization_pct is not None:
+        parts.append(f"{gpu.utilization_pct}% busy")
+    if gpu.compute_mode and gpu.compute_mode != "Default":
+        parts.append(f"compute mode {gpu.compute_mode}")
+    if gpu.compute_capability:
+        parts.append(f"compute capability {gpu.compute_capability}")
+    return ", ".join(parts)
 
 
 def _free(free_gb: float | None) -> str:
