@@ -104,7 +104,7 @@ def _cpu_hint() -> str:
         return (
             "; an NVIDIA GPU is present but the installed torch "
             f"({torch.__version__}) is a CPU-only build. Install a CUDA build, e.g. "
-            "pip install --force-reinstall torch --index-url https://download.pytorch.org/whl/cu128 "
+            "pip install --force-reinstall torch --index-url https://download.pytorch.org/whl/cu126 "
             "(`camcap doctor` names the build that matches your driver)"
         )
     return "."

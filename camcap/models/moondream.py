@@ -138,6 +138,7 @@ class MoondreamCaptioner(Captioner):
         if self._model is not None:
             return
         from camcap.models._moondream_load import compile_model, load_moondream
+        from camcap.models._quiet import quiet_load
         from camcap.models.device import choose_device
         from camcap.models.registry import hub_cache_dir
 
@@ -161,15 +162,16 @@ class MoondreamCaptioner(Captioner):
         # trust_remote_code, in effect: the code executed is exactly the snapshot of MOONDREAM_REPO at
         # the pinned revision (or the one the user named in the spec), read from the local cache.
         # Nothing else camcap loads runs remote code.
-        model = load_moondream(
-            model_folder,
-            code_source=MOONDREAM_REPO,
-            code_revision=self._revision,
-            cache_dir=hub_cache_dir(self.options),
-            hub_tokenizers={TOKENIZER_REPO: tokenizer_folder},
-            device=choice.device,
-            dtype=choice.dtype,
-        )
+        with quiet_load():  # both snapshots are local by now: no download bar to hide
+            model = load_moondream(
+                model_folder,
+                code_source=MOONDREAM_REPO,
+                code_revision=self._revision,
+                cache_dir=hub_cache_dir(self.options),
+                hub_tokenizers={TOKENIZER_REPO: tokenizer_folder},
+                device=choice.device,
+                dtype=choice.dtype,
+            )
         if self.options.compile and not compile_model(model):
             logger.warning("--compile has no effect: this Moondream revision has no compile() method.")
         self._attach(model, choice.device, choice.dtype)

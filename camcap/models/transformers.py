@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from camcap.errors import ModelNotAvailableError, UnknownModelSpecError
 from camcap.models._prompts import PromptStyle, input_size, prompt_style
+from camcap.models._quiet import quiet_load
 from camcap.models._streaming import BatchStreamer, CancelCriteria, RowDone, RowText, StreamEvent
 from camcap.models.base import Caption, Captioner, Event, ModelInfo, Request, Timings, Token
 from camcap.models.device import choose_device
@@ -115,8 +116,9 @@ class TransformersCaptioner(Captioner):
         choice = choose_device(self.options.device, self.options.dtype)
         logger.info("Loading %s on %s (%s): %s", self.name, choice.device, choice.dtype, choice.reason)
         dtype = getattr(torch, choice.dtype)
-        processor = AutoProcessor.from_pretrained(folder)
-        model = _load_model(folder, dtype, self.name)
+        with quiet_load():  # a local folder by now: no download bar to hide
+            processor = AutoProcessor.from_pretrained(folder)
+            model = _load_model(folder, dtype, self.name)
         model.to(torch.device(choice.device))  # type: ignore[arg-type]  # transformers mistypes `to`
         model.eval()
         if self.options.compile:
