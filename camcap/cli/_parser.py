@@ -24,8 +24,9 @@ _DESCRIPTIONS = {
     "and what it costs to get.",
     "pull": "Fetches a model into the cache now, with a progress bar, so later runs work offline.\n"
     "random:<arch> specs are built on this machine instead (no download).",
-    "doctor": "Reports versions, the torch build, GPUs and driver, the device camcap would pick and why,\n"
-    "cache folders and free space, and whether the model is downloaded, then says what to fix.",
+    "doctor": "Reports the system (WSL, containers, macOS and Rosetta), versions, the torch build, GPUs and\n"
+    "driver, the device camcap would pick and why, cache folders and free space, and whether the model\n"
+    "is downloaded, then says what is wrong and the command that fixes it (--json: the same for scripts).",
     "bench": "Measures camcap's latency story on this machine: the server's overhead next to the model,\n"
     "transports, caption freshness, frame size, concurrent streams, change gating and the stale-work cut.\n"
     "The real server runs in this process on 127.0.0.1; frames are synthetic. Prints a table (or a\n"
