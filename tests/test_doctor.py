@@ -3,6 +3,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import platform
 import shlex
 import shutil
 import subprocess
@@ -642,3 +643,77 @@ def test_doctor_json_carries_platform_wsl_torch_build_device_and_fixes():
     assert data["os"]["wsl_distro"] == "Debian"
     wsl1 = next(f for f in data["findings"] if f["code"] == "wsl1")
     assert wsl1["fix"].startswith("In Windows PowerShell: wsl --set-version Debian 2")
+
+
+# --- gathering the facts, with recorded outputs standing in for the real files and commands ----------
+
+
+def _fake_command(folder: Path, name: str, script: str) -> str:
+    path = folder / name
+    path.write_text("#!/bin/sh\n" + script)
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_platform_facts_never_raise_here():
+    facts = doctor.platform_facts()
+    assert facts.system == platform.system()
+    assert facts.machine == platform.machine()
+    if facts.system == "Linux":
+        assert facts.wsl == doctor.parse_wsl_version(Path("/proc/version").read_text())
+
+
+@POSIX_ONLY
+def test_inside_wsl2_a_linux_drivers_libcuda_and_its_package_are_found(monkeypatch, tmp_path):
+    dpkg = _fake_command(tmp_path, "dpkg", f"printf %s {shlex.quote(DPKG_S_LIBCUDA)}\nexit 1\n")
+    files = {"/proc/version": PROC_VERSION_WSL2}
+    monkeypatch.setattr(platform, "system", lambda: "Linux")
+    monkeypatch.setattr(_platform, "_read", files.get)
+    monkeypatch.setattr(_platform, "_linux_libcuda", lambda: ("/usr/lib/x86_64-linux-gnu/libcuda.so.1",))
+    monkeypatch.setattr(shutil, "which", lambda name: dpkg if name == "dpkg" else None)
+    monkeypatch.setenv("WSL_DISTRO_NAME", "Ubuntu-24.04")
+    facts = doctor.platform_facts()
+    assert (facts.wsl, facts.wsl_distro) == (2, "Ubuntu-24.04")
+    assert facts.linux_driver_packages == ("libnvidia-compute-550:amd64",)  # dpkg fails for one file, names the rest
+
+
+@POSIX_ONLY
+@pytest.mark.parametrize(("translated", "rosetta"), [("1", True), ("0", False)])
+def test_on_macos_rosetta_is_read_from_sysctl(monkeypatch, tmp_path, translated, rosetta):
+    # sysctl -n sysctl.proc_translated prints 1 for a translated (x86_64) process on Apple silicon.
+    answers = f'case "$2" in hw.optional.arm64) echo 1;; sysctl.proc_translated) echo {translated};; esac\n'
+    sysctl = _fake_command(tmp_path, "sysctl", answers)
+    monkeypatch.setattr(platform, "system", lambda: "Darwin")
+    monkeypatch.setattr(platform, "mac_ver", lambda: ("14.5", ("", "", ""), "x86_64"))
+    monkeypatch.setattr(shutil, "which", lambda name: sysctl if name == "sysctl" else None)
+    facts = doctor.platform_facts()
+    assert (facts.system, facts.mac_version, facts.apple_silicon, facts.rosetta) == ("Darwin", "14.5", True, rosetta)
+
+
+@POSIX_ONLY
+def test_on_windows_the_display_adapters_come_from_powershell(monkeypatch, tmp_path):
+    adapters = "printf 'NVIDIA GeForce RTX 3060\\r\\nIntel(R) UHD Graphics\\r\\n'\n"
+    powershell = _fake_command(tmp_path, "powershell", adapters)
+    monkeypatch.setattr(platform, "system", lambda: "Windows")
+    monkeypatch.setattr(shutil, "which", lambda name: powershell if name == "powershell" else None)
+    assert doctor.platform_facts().video_controllers == ("NVIDIA GeForce RTX 3060", "Intel(R) UHD Graphics")
+
+
+@POSIX_ONLY
+def test_an_nvidia_smi_without_compute_cap_is_asked_again_without_it(monkeypatch, tmp_path):
+    # Drivers before 510 reject the field: 'Field "compute_cap" is not a valid field to query.'
+    script = (
+        'case "$1" in\n'
+        "  *compute_cap*) echo 'Field \"compute_cap\" is not a valid field to query.'; exit 2;;\n"
+        "  --query-gpu=*) echo '470.256.02, Tesla T4, 15360, 0, 0, Default'; exit 0;;\n"
+        "esac\n"
+        "echo '| NVIDIA-SMI 470.256.02   Driver Version: 470.256.02   CUDA Version: 11.4     |'\n"
+    )
+    smi = _fake_command(tmp_path, "nvidia-smi", script)
+    monkeypatch.setattr(shutil, "which", lambda name: smi if name == "nvidia-smi" else None)
+    facts = doctor.driver_facts()
+    assert facts.cuda_version == "11.4"
+    assert facts.gpus == (SmiGpu(0, "Tesla T4", 15360, 0, 0, "Default", None),)
+    report = _report(torch=TorchFacts(version="2.13.0", cuda="13.0"), driver=facts, nvidia_gpu_present=True)
+    [finding] = _coded(doctor.diagnose(report), "torch-cuda-newer-than-driver")
+    assert finding.fix is not None and finding.fix.startswith("Update the NVIDIA driver to 580 or newer")
