@@ -121,8 +121,12 @@ def test_report_has_the_fields_a_support_question_needs(tmp_path):
     assert data["torch"]["version"] == report.torch.version
     assert {"cuda", "cudnn", "gpus", "mps", "arch_list"} <= set(data["torch"])
     assert {"version", "gpus"} <= set(data["driver"])
+    assert data["os"]["system"] == platform.system()
+    assert data["summary"]["torch_build"] == report.torch.build
+    assert data["summary"]["device"] == report.device
+    assert all({"level", "message", "fix", "code"} <= set(finding) for finding in data["findings"])
     text = doctor.render_report(report)
-    for heading in ("Software", "Hardware", "Model and caches", "Findings", "camcap would use", "HF_HUB_OFFLINE"):
+    for heading in ("Software", "System", "Hardware", "Model and caches", "Findings", "camcap would use"):
         assert heading in text
 
 
@@ -168,9 +172,11 @@ def test_a_cuda_build_on_a_driver_too_old_for_it_says_which_driver_it_needs():
 
 def test_a_cuda_build_without_any_nvidia_driver_is_explained():
     report = _report(torch=TorchFacts(version="2.13.0+cu126", cuda="12.6"))
-    warnings = _messages(doctor.diagnose(report), "warning")
-    assert "built for CUDA 12.6, but no NVIDIA driver was found" in warnings
-    assert "525 or newer" in warnings
+    [finding] = _coded(doctor.diagnose(report), "no-nvidia-driver")
+    assert finding.level == "warning"
+    assert "built for CUDA 12.6, but no NVIDIA driver was found" in finding.message
+    assert "525 or newer" in finding.message
+    assert finding.fix is not None and finding.fix.endswith("--index-url https://download.pytorch.org/whl/cpu")
 
 
 def test_cuda_visible_devices_hiding_every_gpu_is_named():
@@ -299,6 +305,7 @@ def test_camcap_doctor_runs_as_a_command(subprocess_env, tmp_path):
     data = json.loads(done.stdout)
     assert data["folders"][1]["path"] == str(tmp_path)
     assert data["findings"]
+    assert {"system", "wsl", "torch_build", "device", "problems"} == set(data["summary"])
     assert "Traceback" not in done.stderr
 
 
@@ -627,6 +634,7 @@ def test_every_problem_and_warning_names_a_fix_and_a_code():
         _report(driver=DriverFacts(gpus=(SmiGpu(0, "T4", 15360, 15000, 100, "Exclusive_Process"),))),
         _report(torch=TorchFacts(error="ImportError: no torch"), device=None),
         _report(device=None, device_reason="--device mps was requested, but ..."),
+        _report(os=WINDOWS, torch=TorchFacts(version="2.13.0+cu130", cuda="13.0")),
     ]
     for report in scenarios:
         serious = [f for f in doctor.diagnose(report) if f.level in ("problem", "warning")]

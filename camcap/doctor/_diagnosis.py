@@ -16,6 +16,7 @@ from camcap.doctor._torch_builds import (
     ROCM_INDEX,
     cuda_major,
     cuda_torch_fix,
+    driver_download,
     driver_runs_cuda,
     index_url,
     pip_install_torch,
@@ -125,11 +126,13 @@ def _cuda_unusable(report: DoctorReport) -> Finding | None:
     needed = MIN_DRIVER_FOR_CUDA.get(cuda_major(torch.cuda) or 0)
     if driver.version is None and not _nvidia(report):
         need = f" (version {needed} or newer for CUDA {torch.cuda})" if needed else ""
+        looked = "nvidia-smi.exe" if report.os.system == "Windows" else "/proc/driver/nvidia/version, nvidia-smi"
         return Finding(
             "warning",
-            f"torch {torch.version} is built for CUDA {torch.cuda}, but no NVIDIA driver was found "
-            "(no /proc/driver/nvidia/version, no nvidia-smi): this machine has no NVIDIA GPU, or its driver is not "
-            f"installed{need}. camcap runs on the CPU.",
+            f"torch {torch.version} is built for CUDA {torch.cuda}, but no NVIDIA driver was found (looked for "
+            f"{looked}): this machine has no NVIDIA GPU, or its driver is not installed{need}. camcap runs on the CPU.",
+            fix=f"With an NVIDIA GPU, install its driver: {driver_download(report.os)}. Without one, "
+            f"the CPU-only torch is a fraction of the size: {pip_install_torch('cpu')}",
             code="no-nvidia-driver",
         )
     if driver_runs_cuda(driver.version, torch.cuda) is False or _older(driver.cuda_version, torch.cuda, major=True):
