@@ -527,6 +527,9 @@ def test_a_container_started_without_the_gpu_is_told_to_pass_it():
     assert finding.level == "problem"
     assert finding.fix is not None and "docker run --gpus all" in finding.fix
     assert not _coded(findings, "cuda-unusable")  # the container finding already says why
+    # Once torch reaches the GPU, device files created later (by nvidia-modprobe) are no problem.
+    working = replace(report, torch=TorchFacts(version="2.13.0", cuda="13.0", cuda_available=True), device="cuda:0")
+    assert not _coded(doctor.diagnose(working), "container-without-gpu")
 
 
 def test_a_linux_gpu_without_a_driver_is_told_to_install_one():

@@ -14,6 +14,8 @@ _SHELL_NOTE = " (in PowerShell)"
 
 def platform_findings(report: DoctorReport) -> list[Finding]:
     os = report.os
+    if report.torch.cuda_available:
+        return []  # torch reached a GPU: whatever the files say, the way to it works
     if os.system == "Linux" and os.wsl is not None:
         return _wsl_findings(report)
     if os.system == "Linux":
