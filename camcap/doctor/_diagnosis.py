@@ -82,7 +82,7 @@ def _torch_findings(report: DoctorReport, *, explained: bool) -> list[Finding]:
         )
     elif torch.cuda is not None and not torch.cuda_available:
         finding = _cuda_unusable(report)
-        if finding is not None and not (explained and finding.code in ("no-nvidia-driver", "cuda-unusable")):
+        if not (explained and finding.code in ("no-nvidia-driver", "cuda-unusable")):
             found.append(finding)
     elif torch.cuda is not None and driver.cuda_version:
         found.extend(_newer_minor(report))
@@ -113,7 +113,7 @@ def _torch_findings(report: DoctorReport, *, explained: bool) -> list[Finding]:
     return found
 
 
-def _cuda_unusable(report: DoctorReport) -> Finding | None:
+def _cuda_unusable(report: DoctorReport) -> Finding:
     """torch is a CUDA build but sees no GPU: say which of the usual reasons applies."""
     torch, driver = report.torch, report.driver
     if _hides_every_gpu(report.cuda_visible_devices, len(driver.gpus)):
