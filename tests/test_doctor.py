@@ -728,3 +728,30 @@ def test_an_nvidia_smi_without_compute_cap_is_asked_again_without_it(monkeypatch
     report = _report(torch=TorchFacts(version="2.13.0", cuda="13.0"), driver=facts, nvidia_gpu_present=True)
     [finding] = _coded(doctor.diagnose(report), "torch-cuda-newer-than-driver")
     assert finding.fix is not None and finding.fix.startswith("Update the NVIDIA driver to 580 or newer")
+
+
+def test_a_loaded_driver_without_device_files_is_named():
+    report = _report(driver=DriverFacts(version="550.54.14"), nvidia_gpu_present=True, os=PlatformFacts())
+    [finding] = _coded(doctor.diagnose(report), "no-nvidia-device")
+    assert "no /dev/nvidia0" in finding.message
+    assert finding.fix == "sudo nvidia-modprobe -c 0 -u, or reboot"
+
+
+def test_a_cuda_torch_that_sees_no_gpu_for_another_reason_quotes_nvidia_smi():
+    smi_error = "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver."
+    report = _report(
+        torch=TorchFacts(version="2.13.0", cuda="13.0"),
+        driver=DriverFacts(version="580.65.06", smi_path="/usr/bin/nvidia-smi", smi_error=smi_error),
+        nvidia_gpu_present=True,
+        os=PlatformFacts(dev_nvidia=("/dev/nvidia0", "/dev/nvidiactl")),
+    )
+    [finding] = _coded(doctor.diagnose(report), "cuda-unusable")
+    assert smi_error in finding.message
+    assert finding.fix is not None and "reboot" in finding.fix
+
+
+def test_a_device_that_cannot_be_used_is_a_problem_with_a_fix():
+    report = _report(device=None, device_reason="--device mps was requested, but this torch build has no MPS support.")
+    [finding] = _coded(doctor.diagnose(report), "device-unusable")
+    assert finding.level == "problem" and "--device mps was requested" in finding.message
+    assert finding.fix is not None and "--device cpu" in finding.fix

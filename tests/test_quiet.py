@@ -74,8 +74,10 @@ def test_camcap_caption_prints_no_third_party_bars_or_warnings_unless_verbose(su
     quiet = _caption(image, env)
     assert quiet.returncode == 0, quiet.stderr
     assert quiet.stdout.strip()
-    # The one line left is camcap's own: this model's captions are random words.
-    assert quiet.stderr.splitlines() == [f"camcap: {MODEL} has random weights: captions are meaningless words."]
+    # Progress bars (tqdm draws "it/s]"), Python warnings ("FutureWarning: ...") and transformers' log lines.
+    for noise in ("Loading weights", "it/s]", "Warning:", "[transformers]"):
+        assert noise not in quiet.stderr, quiet.stderr
+    assert "random weights" in quiet.stderr  # camcap's own notice stays
 
     verbose = _caption(image, env, "-v")
     assert verbose.returncode == 0, verbose.stderr
