@@ -42,7 +42,7 @@ class FrameLimits:
 
     max_bytes: int = 8 * 1024 * 1024
     # Checked from the header, before any pixel is decoded: a 100-byte PNG can claim 100k x 100k.
-    max_pixels: int = 4096 * 4096
+    max_pixels: int = 4096 * 3072  # a 12-megapixel photo; camcap.config.Settings.max_frame_pixels
 
     def __post_init__(self) -> None:
         if self.max_bytes < 1 or self.max_pixels < 1:

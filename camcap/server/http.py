@@ -108,6 +108,12 @@ async def caption(
     received_at = monotonic()
     host = _host(request)
     limits: FrameLimits = request.app.state.frame_limits
+    # FastAPI keeps the last of a repeated part; a request that says two things gets neither.
+    form = await request.form()  # already parsed for the parameters above: no second read
+    repeated = sorted({key for key in form if len(form.getlist(key)) > 1})
+    if repeated:
+        detail = f"The form has {', '.join(repeated)} more than once; send each field once (one image per request)."
+        raise ApiError(422, ErrorCode.BAD_MESSAGE, detail)
     # Form fields arrive as text, so one set of rules (the config message's) checks both transports.
     try:
         config = ConfigMessage(task=task, length=length, question=question or None, target=target or None)  # type: ignore[arg-type,call-arg]

@@ -1,0 +1,143 @@
+"""Holding the server under exhaustion: idle streams, held uploads, large in-limit decodes, and
+running out of file descriptors. Each test reproduces a way a client (hostile or unlucky) used to
+tie the server up, and checks that it no longer does.
+
+The slot tests drive the app through TestClient on the fake backend; uploads need a real uvicorn
+(TestClient sends a body whole), and memory and descriptors a real `camcap serve` subprocess.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+
+import pytest
+from starlette.websockets import WebSocketDisconnect
+
+from camcap.config import Settings
+from camcap.server.app import create_app, uvicorn_options
+from camcap.server.threaded import serve_in_thread
+from tests.fakes import FakeCaptioner
+from tests.test_server import jpeg, pack, png, recv, recv_until, serve, wait_for, wait_ready
+
+# --- idle streams ---------------------------------------------------------------------------------
+
+
+def test_idle_streams_hold_no_slot():
+    """Clients that connect and send nothing (a paused page, or someone holding sockets open) do
+    not keep a streaming client or a one-shot caption out."""
+    with serve(max_streams=2) as client:
+        wait_ready(client)
+        with ExitStack() as idle:
+            for _ in range(4):
+                ws = idle.enter_context(client.websocket_connect("/v1/stream"))
+                assert recv(ws)["type"] == "ready"
+            with client.websocket_connect("/v1/stream") as live:
+                assert recv(live)["type"] == "ready"
+                live.send_bytes(pack(png(), seq=1))
+                assert recv_until(live, "caption")[0]["seq"] == 1
+            answer = client.post("/v1/caption", files={"image": ("a.png", png(), "image/png")})
+            assert answer.status_code == 200, answer.text
+
+
+def test_a_stream_that_stops_sending_gives_its_slot_back():
+    with serve(max_streams=1, stream_idle_s=0.3) as client:
+        wait_ready(client)
+        slots = client.app.state.stream_slots  # type: ignore[attr-defined]
+        with client.websocket_connect("/v1/stream") as first, client.websocket_connect("/v1/stream") as second:
+            recv(first), recv(second)
+            first.send_bytes(pack(png(), seq=1))
+            recv_until(first, "caption")
+            assert slots.in_use == 1
+            # The first stream now sends nothing (its page was paused): after stream_idle_s its slot is free.
+            wait_for(lambda: slots.in_use == 0, "the idle stream's slot to be released")
+            second.send_bytes(pack(png((0, 0, 200)), seq=1))
+            assert recv_until(second, "caption")[0]["seq"] == 1
+            # The first page comes back while the second is served: it is told so, as a new client would be.
+            first.send_bytes(pack(png(), seq=2))
+            refused = recv(first)
+            assert (refused["type"], refused["code"]) == ("error", "too_many_streams")
+            with pytest.raises(WebSocketDisconnect) as closed:
+                recv(first)
+            assert closed.value.code == 1013
+
+
+def test_a_frame_being_captioned_keeps_its_slot_however_long_it_takes():
+    fake = FakeCaptioner(gated=True)
+    with serve(fake, max_streams=1, stream_idle_s=0.1) as client:
+        wait_ready(client)
+        slots = client.app.state.stream_slots  # type: ignore[attr-defined]
+        with client.websocket_connect("/v1/stream") as ws:
+            recv(ws)
+            ws.send_bytes(pack(png(), seq=1))
+            wait_for(lambda: len(fake.seen) == 1, "the model to take the frame")
+            time.sleep(0.5)  # several idle periods pass while the model is busy with this stream's frame
+            assert slots.in_use == 1
+            fake.allow()
+            assert recv_until(ws, "caption")[0]["seq"] == 1
+
+
+# --- held uploads ---------------------------------------------------------------------------------
+
+
+@contextmanager
+def real_server(**settings) -> Iterator[int]:
+    """The app under uvicorn on a thread, with `camcap serve`'s uvicorn options; yields the port."""
+    config = Settings(model="fake", **settings)
+    app = create_app(config, captioner=FakeCaptioner())
+    with serve_in_thread(app, **uvicorn_options(config)) as (_, port):
+        yield port
+
+
+def start_upload(port: int, declared: int, sent: int) -> socket.socket:
+    """A multipart POST that declares `declared` body bytes and sends only `sent` of them."""
+    boundary = "camcapboundary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n'
+        "Content-Type: image/jpeg\r\n\r\n"
+    ).encode()
+    request = (
+        f"POST /v1/caption HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {declared}\r\n\r\n"
+    ).encode()
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(request + head + b"\xff" * (sent - len(head)))
+    return sock
+
+
+def read_answer(sock: socket.socket) -> tuple[int, bytes]:
+    """The status code and raw answer of an HTTP/1.1 response (read until the server closes)."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    assert data, "the server closed the connection without answering"
+    return int(data.split(b" ", 2)[1]), data
+
+
+def test_an_upload_held_short_of_complete_is_answered_408():
+    with real_server(upload_timeout_s=0.5) as port, start_upload(port, 2_000_000, 1_000_000) as held:
+        status, answer = read_answer(held)  # before the fix: no answer, ever (socket timeout)
+    assert status == 408 and b'"upload_timeout"' in answer
+
+
+def test_bodies_being_received_are_capped_in_bytes_together():
+    limit = 3 * 1_000_000
+    with real_server(max_upload_bytes_in_flight=limit, upload_timeout_s=30) as port, ExitStack() as held:
+        for _ in range(3):
+            held.enter_context(start_upload(port, 1_000_000, 500_000))
+        time.sleep(0.3)  # let the server start reading all three (not a timing assertion)
+        with start_upload(port, 1_000_000, 1000) as one_more:
+            status, answer = read_answer(one_more)
+    assert status == 503 and b'"uploads_busy"' in answer and b"retry-after" in answer.lower()
+
+
+def test_a_complete_upload_still_gets_its_caption():
+    with real_server(upload_timeout_s=5) as port:
+        import httpx
+
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/v1/caption", files={"image": ("a.jpg", jpeg(), "image/jpeg")}, timeout=10
+        )
+    assert answer.status_code == 200, answer.text
