@@ -22,6 +22,7 @@ from camcap.engine.timing import monotonic
 from camcap.errors import InvalidImageError, UnsupportedTaskError
 from camcap.models.base import ModelInfo, Task
 from camcap.server import convert
+from camcap.server.closing import ClosingNotice, ServerClosingError
 from camcap.server.host import ModelHost, ModelStatus
 from camcap.server.limits import BUSY_RETRY_AFTER_S, StreamSlots, task_text_problem
 from camcap.server.messages import (
@@ -141,14 +142,21 @@ async def caption(
     slots: StreamSlots = request.app.state.stream_slots
     if not slots.acquire():
         raise ApiError(503, ErrorCode.TOO_MANY_STREAMS, slots.busy_message(), {"Retry-After": str(BUSY_RETRY_AFTER_S)})
+    closing: ClosingNotice = request.app.state.closing
     try:
-        return await _caption_one(host.scheduler, image, wanted, model, limits, received_at)
+        return await _caption_one(host.scheduler, image, wanted, model, limits, received_at, closing)
     finally:
         slots.release()
 
 
 async def _caption_one(
-    scheduler: Scheduler, image: UploadFile, wanted: Task, model: ModelInfo, limits: FrameLimits, received_at: float
+    scheduler: Scheduler,
+    image: UploadFile,
+    wanted: Task,
+    model: ModelInfo,
+    limits: FrameLimits,
+    received_at: float,
+    closing: ClosingNotice,
 ) -> CaptionResponse:
     # Read one byte past the limit: enough to know the upload is too large without holding it all.
     data = await image.read(limits.max_bytes + 1)
@@ -167,7 +175,11 @@ async def _caption_one(
     try:
         stream.submit(frame)
         while True:
-            event = await stream.next_event()
+            try:
+                # A caption not made when the server begins to stop will not be: say so now.
+                event = await closing.unless_closing(stream.next_event())
+            except ServerClosingError:
+                raise ApiError(503, ErrorCode.SERVER_CLOSING, "The server is shutting down; try again later.") from None
             if isinstance(event, FrameCaption):
                 return convert.caption_response(event, model)
             if isinstance(event, FrameError):

@@ -55,6 +55,8 @@ class ErrorCode(str, enum.Enum):
     UPLOAD_TOO_LARGE = "upload_too_large"  # an HTTP request body over max_upload_bytes (413)
     MESSAGE_TOO_LARGE = "message_too_large"  # a WebSocket message over max_ws_message_bytes
     TOO_MANY_STREAMS = "too_many_streams"  # max_streams clients are being served already
+    UPLOAD_TIMEOUT = "upload_timeout"  # an HTTP request body did not arrive within upload_timeout_s (408)
+    UPLOADS_BUSY = "uploads_busy"  # max_upload_bytes_in_flight are being received already (503)
 
 
 class _Message(BaseModel):
