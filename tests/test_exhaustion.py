@@ -8,10 +8,15 @@ The slot tests drive the app through TestClient on the fake backend; uploads nee
 
 from __future__ import annotations
 
+import json
 import socket
+import subprocess
+import sys
 import time
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 
 import pytest
 from starlette.websockets import WebSocketDisconnect
@@ -20,7 +25,11 @@ from camcap.config import Settings
 from camcap.server.app import create_app, uvicorn_options
 from camcap.server.threaded import serve_in_thread
 from tests.fakes import FakeCaptioner
+from tests.live_server import free_port, stop_process
 from tests.test_server import jpeg, pack, png, recv, recv_until, serve, wait_for, wait_ready
+
+MODEL = "random:blip-tiny"
+START_TIMEOUT_S = 120
 
 # --- idle streams ---------------------------------------------------------------------------------
 
@@ -141,3 +150,74 @@ def test_a_complete_upload_still_gets_its_caption():
             f"http://127.0.0.1:{port}/v1/caption", files={"image": ("a.jpg", jpeg(), "image/jpeg")}, timeout=10
         )
     assert answer.status_code == 200, answer.text
+
+
+# --- file descriptors -------------------------------------------------------------------------
+
+
+def start_serve(
+    env: dict[str, str], log_path: Path, preexec_fn: Callable[[], None] | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
+    """A real `camcap serve` of a tiny model, its output in `log_path`; returns it once ready."""
+    port = free_port()
+    command = [sys.executable, "-m", "camcap", "serve", "--model", MODEL, "--device", "cpu", "--port", str(port),
+               "--no-open"]  # fmt: skip
+    with log_path.open("wb") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/info", timeout=5) as answer:
+                if json.load(answer)["status"] == "ready":
+                    return process, port
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_process(process)
+            pytest.fail(f"`camcap serve` did not get ready:\n{log_path.read_text(errors='replace')[-3000:]}")
+        time.sleep(0.2)
+
+
+def healthz_answers(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as answer:
+            return answer.status == 200
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="descriptor limits are POSIX rlimits")
+def test_running_out_of_descriptors_neither_floods_the_log_nor_stops_the_server(subprocess_env, tmp_path):
+    import resource
+
+    limit = 256
+
+    def low_descriptor_limit() -> None:  # in the child, before it runs: as `ulimit -n 256` would
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+    log = tmp_path / "serve.log"
+    env = {**subprocess_env, "CAMCAP_HEADER_TIMEOUT_S": "2"}
+    process, port = start_serve(env, log, preexec_fn=low_descriptor_limit)
+    held: list[socket.socket] = []
+    try:
+        # More connections than the server has descriptors, each sending half a request's headers.
+        for _ in range(limit + 44):
+            try:
+                sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+                sock.sendall(b"GET /v1/info HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+                held.append(sock)
+            except OSError:
+                pass  # closed at once by a server that is full: what it should do
+        time.sleep(1.0)  # what the half-open connections would do to the log, they do now
+        # The server is still there: once the slow clients' time is up, a health check gets in.
+        deadline = time.monotonic() + 30
+        while not healthz_answers(port):
+            assert time.monotonic() < deadline, f"/healthz never answered:\n{log.read_text(errors='replace')[-3000:]}"
+            time.sleep(0.2)
+    finally:
+        for sock in held:
+            sock.close()
+        stop_process(process)
+    text = log.read_text(errors="replace")
+    assert text.count("out of system resource") <= 3, f"{text.count('out of system resource')} lines"
+    assert len(text) < 200_000, f"the log grew to {len(text)} characters"
