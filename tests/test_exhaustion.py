@@ -8,6 +8,8 @@ The slot tests drive the app through TestClient on the fake backend; uploads nee
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import socket
 import subprocess
@@ -19,9 +21,12 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from starlette.websockets import WebSocketDisconnect
+from websockets.sync.client import connect
 
 from camcap.config import Settings
+from camcap.engine.frames import DecodeBudget
 from camcap.server.app import create_app, uvicorn_options
 from camcap.server.threaded import serve_in_thread
 from tests.fakes import FakeCaptioner
@@ -221,3 +226,69 @@ def test_running_out_of_descriptors_neither_floods_the_log_nor_stops_the_server(
     text = log.read_text(errors="replace")
     assert text.count("out of system resource") <= 3, f"{text.count('out of system resource')} lines"
     assert len(text) < 200_000, f"the log grew to {len(text)} characters"
+
+
+# --- decode memory --------------------------------------------------------------------------------
+
+
+def memory_mb(pid: int, field: str) -> float:
+    """VmRSS (now) or VmHWM (peak since the last reset) of process `pid`, in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"{field} is not in /proc/{pid}/status")
+
+
+def large_png(size: tuple[int, int]) -> bytes:
+    """An RGBA PNG within the default pixel limit that compresses to almost nothing: cheap to
+    send, and each decode still costs 4 bytes a pixel before the RGB copy."""
+    buffer = io.BytesIO()
+    Image.new("RGBA", size, (200, 30, 30, 255)).save(buffer, "PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="reads and resets peak memory in /proc")
+def test_large_frames_within_the_limits_decode_in_bounded_memory(subprocess_env, tmp_path):
+    frame = large_png((4096, 3072))  # 12.6 megapixels: within max_frame_pixels
+    process, port = start_serve({**subprocess_env, "CAMCAP_MAX_NEW_TOKENS": "2"}, tmp_path / "serve.log")
+    try:
+        Path(f"/proc/{process.pid}/clear_refs").write_text("5")  # reset the peak (VmHWM) to now
+        before = memory_mb(process.pid, "VmRSS")
+        with ExitStack() as streams:
+            sockets = [streams.enter_context(connect(f"ws://127.0.0.1:{port}/v1/stream")) for _ in range(4)]
+            for ws in sockets:
+                assert json.loads(ws.recv(timeout=10))["type"] == "ready"
+            for ws in sockets:  # four large frames arrive together
+                ws.send(pack(frame, seq=1))
+            for ws in sockets:
+                while (event := json.loads(ws.recv(timeout=120)))["type"] not in ("caption", "unchanged", "error"):
+                    pass
+                assert event["type"] != "error", event
+        peak = memory_mb(process.pid, "VmHWM")
+    finally:
+        stop_process(process)
+    # One 12.6-megapixel decode costs about 100 MB at its peak; four at once cost four times that.
+    print(f"server memory: {before:.0f} MB before, peak {peak:.0f} MB")
+    assert peak - before < 250, f"decoding took the server from {before:.0f} MB to a peak of {peak:.0f} MB"
+
+
+def test_the_decode_budget_lets_small_frames_pass_beside_a_large_one_and_never_overflows():
+    async def scenario() -> list[str]:
+        budget = DecodeBudget(100)
+        order: list[str] = []
+        big = await budget.acquire(80)
+        huge_task = asyncio.ensure_future(budget.acquire(500))  # over the whole budget: waits to be alone
+        small = await asyncio.wait_for(budget.acquire(20), 5)  # fits beside the big one at once
+        order.append("small")
+        await asyncio.sleep(0)
+        assert not huge_task.done() and budget.in_use == 100
+        budget.release(big)
+        budget.release(small)
+        huge = await asyncio.wait_for(huge_task, 5)
+        order.append("huge")
+        assert budget.in_use == huge == 100
+        budget.release(huge)
+        assert budget.in_use == 0
+        return order
+
+    assert asyncio.run(scenario()) == ["small", "huge"]

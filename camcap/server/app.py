@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from camcap import __version__
 from camcap.config import Settings
+from camcap.engine.frames import DecodeBudget
 from camcap.models.base import Captioner
 from camcap.server import http, metrics, page, websocket
 from camcap.server.closing import ClosingNotice
@@ -90,6 +91,8 @@ def create_app(settings: Settings, captioner: Captioner | None = None) -> FastAP
     app.state.stream_limits = StreamLimits.from_settings(settings)
     # Shared and mutable: counts the clients being served (streams and one-shot captions).
     app.state.stream_slots = StreamSlots(settings.max_streams)
+    # Shared and mutable: the pixels being decoded at once, every client together.
+    app.state.decode_budget = DecodeBudget(settings.max_decode_pixels)
     # Set when the server begins to stop (serving.CamcapServer): waiting requests answer at once.
     app.state.closing = ClosingNotice()
 

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from camcap import __version__
 from camcap.engine.events import Frame, FrameCaption, FrameError
-from camcap.engine.frames import FrameLimits, FrameTooLargeError, decode_image_off_loop
+from camcap.engine.frames import DecodeBudget, FrameLimits, FrameTooLargeError, decode_image_off_loop
 from camcap.engine.scheduler import Scheduler
 from camcap.engine.timing import monotonic
 from camcap.errors import InvalidImageError, UnsupportedTaskError
@@ -144,7 +144,8 @@ async def caption(
         raise ApiError(503, ErrorCode.TOO_MANY_STREAMS, slots.busy_message(), {"Retry-After": str(BUSY_RETRY_AFTER_S)})
     closing: ClosingNotice = request.app.state.closing
     try:
-        return await _caption_one(host.scheduler, image, wanted, model, limits, received_at, closing)
+        budget: DecodeBudget = request.app.state.decode_budget
+        return await _caption_one(host.scheduler, image, wanted, model, limits, received_at, closing, budget)
     finally:
         slots.release()
 
@@ -157,11 +158,12 @@ async def _caption_one(
     limits: FrameLimits,
     received_at: float,
     closing: ClosingNotice,
+    budget: DecodeBudget,
 ) -> CaptionResponse:
     # Read one byte past the limit: enough to know the upload is too large without holding it all.
     data = await image.read(limits.max_bytes + 1)
     try:
-        decoded = await decode_image_off_loop(data, limits, max_short_side=model.input_size)
+        decoded = await decode_image_off_loop(data, limits, max_short_side=model.input_size, budget=budget)
     except FrameTooLargeError as exc:
         raise ApiError(413, ErrorCode.FRAME_TOO_LARGE, str(exc)) from None
     except InvalidImageError as exc:

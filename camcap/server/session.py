@@ -13,6 +13,7 @@ import asyncio
 import enum
 
 from camcap.engine.events import FrameCaption, FrameError, FrameUnchanged, StreamEvent, TokenDelta
+from camcap.engine.frames import DecodeBudget
 from camcap.engine.options import StreamOptions
 from camcap.engine.scheduler import Stream
 from camcap.errors import UnsupportedTaskError
@@ -59,12 +60,17 @@ class Session:
     """The state of one `/v1/stream` connection."""
 
     def __init__(
-        self, options: StreamOptions | None = None, slot: StreamSlot | None = None, metrics: ServerMetrics | None = None
+        self,
+        options: StreamOptions | None = None,
+        slot: StreamSlot | None = None,
+        metrics: ServerMetrics | None = None,
+        decode_budget: DecodeBudget | None = None,
     ) -> None:
         """`slot`: the stream's claim on a model slot, told of every answer (None: not limited).
-        `metrics`: the server's counters, for what only the connection sees."""
+        `metrics`, `decode_budget`: the server's counters and its budget of pixels being decoded."""
         self.slot = slot
         self.metrics = metrics
+        self.decode_budget = decode_budget
         self.state = SessionState.WAITING
         self.task = Task.caption()  # what every frame is asked, until a config says otherwise
         # The server's policies; a config message may override some of them for this stream.

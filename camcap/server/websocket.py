@@ -52,7 +52,9 @@ async def stream_endpoint(websocket: WebSocket) -> None:
     await websocket.accept()
     # No slot yet: it is taken by the first frame (a socket that sends nothing costs no model time).
     slot = StreamSlot(app_state.stream_slots, app_state.settings.stream_idle_s)
-    session = Session(app_state.settings.stream_options(), slot=slot, metrics=app_state.metrics)
+    session = Session(
+        app_state.settings.stream_options(), slot=slot, metrics=app_state.metrics, decode_budget=app_state.decode_budget
+    )
     logger.debug("Stream connection from %s", websocket.client)
     try:
         async with anyio.create_task_group() as tasks:
@@ -163,7 +165,11 @@ async def _on_frame(session: Session, data: bytes, limits: FrameLimits) -> bool:
         slot.awaiting = seq  # until it is answered, the stream is not idle however long the model takes
     try:
         decoded = await decode_image_off_loop(
-            image_bytes, limits, max_short_side=session.info.input_size, with_signature=session.options.needs_signature
+            image_bytes,
+            limits,
+            max_short_side=session.info.input_size,
+            with_signature=session.options.needs_signature,
+            budget=session.decode_budget,
         )
     except FrameTooLargeError as exc:
         session.post(ErrorEvent(seq=seq, code=ErrorCode.FRAME_TOO_LARGE.value, message=str(exc)))
