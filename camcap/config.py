@@ -83,6 +83,12 @@ class Settings(BaseSettings):
     token: SecretStr | None = Field(
         None, description="Access token; required by every client. Generated when listening beyond loopback."
     )
+    # Jupyter's answer for a shared machine: a token even on loopback, handed to the browser in the URL
+    # `camcap serve` opens (docs/security.md). Only the CLI makes one; create_app requires a token
+    # only beyond loopback, so libraries and tests that build their own app are unchanged.
+    loopback_token: bool = Field(
+        True, description="camcap serve makes an access token on 127.0.0.1 too; false: any local process may connect."
+    )
     # Lists read from the environment as JSON, e.g. CAMCAP_ALLOW_ORIGINS='["https://example.com"]'.
     allow_origins: list[str] = Field(default_factory=list, description="Other web origins that may call the API.")
     allow_hosts: list[str] = Field(default_factory=list, description="More names this server is reached by.")

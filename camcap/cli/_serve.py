@@ -36,13 +36,16 @@ def serve_command(args: argparse.Namespace) -> int:
     _check_port_free(settings.host, settings.port)
     import uvicorn
 
+    from camcap.server.addresses import is_loopback_host
     from camcap.server.app import create_app, uvicorn_options
     from camcap.server.serving import ACCEPT_OUT_OF_RESOURCES, CamcapServer, RepeatedLogFilter, raise_descriptor_limit
     from camcap.server.tokens import check_bind_safety, url_with_token
 
     given = settings.token.get_secret_value() if settings.token is not None else None
-    # Beyond loopback without a token, one is made here and shown in the URL below.
-    token = check_bind_safety(settings.host, given)
+    if not settings.loopback_token and not is_loopback_host(settings.host):
+        raise CamcapError("--no-token is for 127.0.0.1 only: beyond it, camcap always needs an access token.")
+    # Without a token, one is made here (on loopback too, unless --no-token) and shown in the URL below.
+    token = check_bind_safety(settings.host, given, loopback=settings.loopback_token)
     if token is not None and token != given:
         settings = settings.model_copy(update={"token": SecretStr(token)})
     pair = _tls_pair(settings)
@@ -97,7 +100,10 @@ def _print_access(settings: Settings, token: str | None, *, generated: bool, pai
     from camcap.server.tokens import url_with_token
 
     say = functools.partial(print, file=sys.stderr)
-    if generated:
+    if generated and is_loopback_host(settings.host):
+        say("camcap: a new access token keeps other processes and users of this machine out (--no-token: none).")
+        say("camcap: the browser opens the URL below, which carries it; set CAMCAP_TOKEN to keep one across restarts.")
+    elif generated:
         say("camcap: other devices can reach this server, so it needs an access token; a new one was made.")
         say("camcap: open the URL below (it carries the token); set CAMCAP_TOKEN to keep one across restarts.")
     if not is_loopback_host(settings.host):

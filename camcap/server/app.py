@@ -82,7 +82,9 @@ def create_app(settings: Settings, captioner: Captioner | None = None) -> FastAP
         finally:
             await host.aclose()
 
-    app = FastAPI(title="camcap", version=__version__, lifespan=lifespan)
+    # No /docs or /redoc: FastAPI's pages load their scripts, styles and favicon from CDNs, and
+    # nothing camcap serves may make a browser reach off the machine. /openapi.json stays.
+    app = FastAPI(title="camcap", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     # Shared and read-only for route code; per-connection state lives in server.session.Session.
     app.state.settings = settings
     app.state.host = host
