@@ -292,3 +292,15 @@ def test_the_decode_budget_lets_small_frames_pass_beside_a_large_one_and_never_o
         return order
 
     assert asyncio.run(scenario()) == ["small", "huge"]
+
+
+def test_a_websocket_message_over_the_limit_closes_the_socket_with_1009_as_documented():
+    from websockets.exceptions import ConnectionClosed
+
+    with real_server(max_ws_message_bytes=4096) as port, connect(f"ws://127.0.0.1:{port}/v1/stream") as ws:
+        assert json.loads(ws.recv(timeout=10))["type"] == "ready"
+        ws.send(pack(jpeg(), seq=1) + b"\0" * 8192)
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                ws.recv(timeout=10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
