@@ -182,8 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="loopback_token",
         action="store_false",
         default=None,
-        help="on 127.0.0.1 only: serve without an access token, so any process or user of this machine may "
-        "connect (CAMCAP_LOOPBACK_TOKEN=false)",
+        help="serve 127.0.0.1 without an access token, so any process or user of this machine may connect "
+        "(CAMCAP_LOOPBACK_TOKEN=false); beyond 127.0.0.1 a token is always required",
     )
     access.add_argument(
         "--allow-origin",

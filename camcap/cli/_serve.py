@@ -36,15 +36,13 @@ def serve_command(args: argparse.Namespace) -> int:
     _check_port_free(settings.host, settings.port)
     import uvicorn
 
-    from camcap.server.addresses import is_loopback_host
     from camcap.server.app import create_app, uvicorn_options
     from camcap.server.serving import ACCEPT_OUT_OF_RESOURCES, CamcapServer, RepeatedLogFilter, raise_descriptor_limit
     from camcap.server.tokens import check_bind_safety, url_with_token
 
     given = settings.token.get_secret_value() if settings.token is not None else None
-    if not settings.loopback_token and not is_loopback_host(settings.host):
-        raise CamcapError("--no-token is for 127.0.0.1 only: beyond it, camcap always needs an access token.")
-    # Without a token, one is made here (on loopback too, unless --no-token) and shown in the URL below.
+    # Without a token, one is made here and shown in the URL below: on loopback too, unless --no-token
+    # (which only loopback heeds: beyond it a token is always required).
     token = check_bind_safety(settings.host, given, loopback=settings.loopback_token)
     if token is not None and token != given:
         settings = settings.model_copy(update={"token": SecretStr(token)})
