@@ -50,7 +50,9 @@ class Settings(BaseSettings):
     # Per-frame limits (WebSocket frames and HTTP uploads). Pixels are checked from the image
     # header, before anything is decoded.
     max_frame_bytes: int = Field(8 * 1024 * 1024, ge=1, description="Largest frame image, in bytes.")
-    max_frame_pixels: int = Field(4096 * 4096, ge=1, description="Largest frame, width x height.")
+    # A 12-megapixel photo (4032 x 3024) fits, a poster does not: decoding costs memory per pixel
+    # before any downscale (docs/security.md has the measurements).
+    max_frame_pixels: int = Field(4096 * 3072, ge=1, description="Largest frame, width x height.")
 
     # --- real-time policies (engine/options.py, engine/scheduler.py) ------------------------------
     # Defaults of every stream; a stream's `config` message may override change_threshold and
@@ -81,6 +83,12 @@ class Settings(BaseSettings):
     token: SecretStr | None = Field(
         None, description="Access token; required by every client. Generated when listening beyond loopback."
     )
+    # Jupyter's answer for a shared machine: a token even on loopback, handed to the browser in the URL
+    # `camcap serve` opens (docs/security.md). Only the CLI makes one; create_app requires a token
+    # only beyond loopback, so libraries and tests that build their own app are unchanged.
+    loopback_token: bool = Field(
+        True, description="camcap serve makes an access token on 127.0.0.1 too; false: any local process may connect."
+    )
     # Lists read from the environment as JSON, e.g. CAMCAP_ALLOW_ORIGINS='["https://example.com"]'.
     allow_origins: list[str] = Field(default_factory=list, description="Other web origins that may call the API.")
     allow_hosts: list[str] = Field(default_factory=list, description="More names this server is reached by.")
@@ -97,6 +105,24 @@ class Settings(BaseSettings):
     max_upload_bytes: int | None = Field(None, ge=1024, description="Largest HTTP request body, in bytes.")
     max_fps_per_stream: float = Field(30.0, gt=0, description="Frames a stream may send per second; more wait.")
     max_streams: int = Field(8, ge=1, description="Live streams plus one-shot captions served at once.")
+    # --- exhaustion (server/limits.py, server/uploads.py, server/connections.py; docs/security.md) ---
+    # 60 s: longer than the page's longest minimum gap, so a live page never loses its slot.
+    stream_idle_s: float = Field(
+        60.0, gt=0, description="A stream that sends no frame for this long, none in flight, gives its slot back (s)."
+    )
+    upload_timeout_s: float = Field(30.0, gt=0, description="Longest an HTTP request body may take to arrive (s).")
+    # None: max_streams uploads of the largest size.
+    max_upload_bytes_in_flight: int | None = Field(
+        None, ge=1024, description="Request body bytes being received at once, all clients together."
+    )
+    max_decode_pixels: int = Field(
+        4096 * 4096, ge=1, description="Image pixels being decoded at once, all clients together; more wait."
+    )
+    # None: the process's descriptor limit (raised to its hard limit at start) less a reserve.
+    max_connections: int | None = Field(None, ge=1, description="Open connections at once; more are closed at once.")
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="Longest a new connection may take to send its request (s)."
+    )
     # The wire schema (server/messages.py) caps a question at 500 characters; this can only lower it.
     max_question_chars: int = Field(500, ge=1, le=500, description="Longest question or object name, in characters.")
 
@@ -119,6 +145,12 @@ class Settings(BaseSettings):
         if self.max_upload_bytes is not None:
             return self.max_upload_bytes
         return self.max_frame_bytes + _FORM_OVERHEAD_BYTES
+
+    def upload_bytes_in_flight(self) -> int:
+        """Request body bytes being received at once: set, else max_streams largest uploads."""
+        if self.max_upload_bytes_in_flight is not None:
+            return self.max_upload_bytes_in_flight
+        return self.max_streams * self.upload_max_size()
 
     def stream_options(self) -> StreamOptions:
         """The real-time policies every stream starts with."""

@@ -28,6 +28,9 @@ def subprocess_env(model_cache: Path) -> dict[str, str]:
     env["CAMCAP_CACHE_DIR"] = str(model_cache)
     env["HF_HUB_OFFLINE"] = "1"
     env["PYTHONUNBUFFERED"] = "1"
+    # `camcap serve` makes an access token on loopback by default; tests that talk to it without
+    # one opt out, as `--no-token` does (tests of the token itself drop this).
+    env["CAMCAP_LOOPBACK_TOKEN"] = "false"
     return env
 
 

@@ -174,7 +174,13 @@ def test_one_stream_too_many_is_told_why_and_closed_with_1013():
         wait_ready(client)
         with client.websocket_connect("/v1/stream") as one, client.websocket_connect("/v1/stream") as two:
             recv(one), recv(two)
+            # A stream takes its slot with its first frame (connecting alone holds none).
+            for ws in (one, two):
+                ws.send_bytes(pack(png((0, 0, 200)), seq=0))
+                recv_until(ws, "caption")
             with client.websocket_connect("/v1/stream") as three:
+                assert recv(three)["type"] == "ready"
+                three.send_bytes(pack(png(RED), seq=0))
                 error = recv(three)
                 assert (error["type"], error["code"]) == ("error", "too_many_streams")
                 assert "CAMCAP_MAX_STREAMS" in error["message"]

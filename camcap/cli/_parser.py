@@ -50,6 +50,9 @@ examples:
   CAMCAP_MODEL=hf:org/model camcap serve
   camcap serve --host 0.0.0.0           # for other devices: HTTPS, prints a URL with a fresh token
   CAMCAP_TOKEN=$(cat ~/.camcap-token) camcap serve --host 0.0.0.0 --cert cert.pem --key key.pem
+
+Ctrl+C stops it and exits 130; SIGTERM stops it the same way, then ends by that signal (143).
+Both answer requests still waiting (503 server_closing) and close open streams (1012).
 """
 
 _PULL_EXAMPLES = """\
@@ -172,8 +175,16 @@ def build_parser() -> argparse.ArgumentParser:
     access.add_argument(
         "--token",
         help="access token every client must send (16+ characters of A-Z a-z 0-9 - _ . ~). Prefer CAMCAP_TOKEN: "
-        "a command line is visible to other users in `ps`. Default: none on 127.0.0.1; a fresh one, printed "
-        "in the URL, when listening beyond it",
+        "a command line is visible to other users in `ps`. Default: a fresh one at each start, printed in the "
+        "URL the browser opens",
+    )
+    access.add_argument(
+        "--no-token",
+        dest="loopback_token",
+        action="store_false",
+        default=None,
+        help="serve 127.0.0.1 without an access token, so any process or user of this machine may connect "
+        "(CAMCAP_LOOPBACK_TOKEN=false); beyond 127.0.0.1 a token is always required",
     )
     access.add_argument(
         "--allow-origin",

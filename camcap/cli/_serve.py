@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import errno
 import functools
+import logging
 import os
 import socket
 import sys
@@ -36,11 +37,13 @@ def serve_command(args: argparse.Namespace) -> int:
     import uvicorn
 
     from camcap.server.app import create_app, uvicorn_options
+    from camcap.server.serving import ACCEPT_OUT_OF_RESOURCES, CamcapServer, RepeatedLogFilter, raise_descriptor_limit
     from camcap.server.tokens import check_bind_safety, url_with_token
 
     given = settings.token.get_secret_value() if settings.token is not None else None
-    # Beyond loopback without a token, one is made here and shown in the URL below.
-    token = check_bind_safety(settings.host, given)
+    # Without a token, one is made here and shown in the URL below: on loopback too, unless --no-token
+    # (which only loopback heeds: beyond it a token is always required).
+    token = check_bind_safety(settings.host, given, loopback=settings.loopback_token)
     if token is not None and token != given:
         settings = settings.model_copy(update={"token": SecretStr(token)})
     pair = _tls_pair(settings)
@@ -51,7 +54,10 @@ def serve_command(args: argparse.Namespace) -> int:
         threading.Thread(target=_open_when_listening, args=(settings.host, settings.port, url), daemon=True).start()
     _print_access(settings, token, generated=token is not None and token != given, pair=pair)
     print(f"camcap: serving {settings.model} at {url} (Ctrl+C to stop)", file=sys.stderr)
-    uvicorn.run(
+    # Before uvicorn reads the limit (uvicorn_options): a 1024-descriptor default is easy to exhaust.
+    raise_descriptor_limit()
+    logging.getLogger("asyncio").addFilter(RepeatedLogFilter(ACCEPT_OUT_OF_RESOURCES))
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -60,6 +66,12 @@ def serve_command(args: argparse.Namespace) -> int:
         ssl_keyfile=None if pair is None else str(pair.key),
         **uvicorn_options(settings),
     )
+    server = CamcapServer(config, closing=app.state.closing)
+    server.run()
+    if server.interrupted:
+        raise KeyboardInterrupt  # after a clean stop: the CLI says "interrupted" and exits 130
+    if not server.started:
+        raise CamcapError("the server did not start; the log above says why.")
     return 0
 
 
@@ -86,7 +98,10 @@ def _print_access(settings: Settings, token: str | None, *, generated: bool, pai
     from camcap.server.tokens import url_with_token
 
     say = functools.partial(print, file=sys.stderr)
-    if generated:
+    if generated and is_loopback_host(settings.host):
+        say("camcap: a new access token keeps other processes and users of this machine out (--no-token: none).")
+        say("camcap: the browser opens the URL below, which carries it; set CAMCAP_TOKEN to keep one across restarts.")
+    elif generated:
         say("camcap: other devices can reach this server, so it needs an access token; a new one was made.")
         say("camcap: open the URL below (it carries the token); set CAMCAP_TOKEN to keep one across restarts.")
     if not is_loopback_host(settings.host):

@@ -22,7 +22,7 @@ _SETTINGS_FLAGS = (
 )  # fmt: skip
 
 # `serve`'s access and HTTPS flags, also Settings fields (docs/security.md).
-_ACCESS_FLAGS = ("token", "allow_origins", "allow_hosts", "https", "cert", "key")
+_ACCESS_FLAGS = ("token", "loopback_token", "allow_origins", "allow_hosts", "https", "cert", "key")
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:

@@ -25,6 +25,23 @@ def wall_ms() -> float:
     return time.time() * 1000.0
 
 
+#: The longest a frame can believably take from the client's `sent_at` to the server, in ms. A
+#: receive time outside 0..this says the two clocks disagree (or the client lies): not a duration.
+MAX_RECEIVE_MS = 60_000.0
+
+
+def receive_ms(sent_at: float | None, received_wall_ms: float) -> float | None:
+    """The frame's upload time (client `sent_at` -> received), or None when it cannot be believed.
+
+    A client's clock is not the server's, and a hostile client can stamp anything: `sent_at: 0`
+    would add 56 years to a sum. Only a time within 0..MAX_RECEIVE_MS is a measurement.
+    """
+    if sent_at is None:
+        return None
+    elapsed = received_wall_ms - sent_at
+    return elapsed if 0.0 <= elapsed <= MAX_RECEIVE_MS else None
+
+
 @dataclass(frozen=True)
 class FrameTimings:
     """Milliseconds per stage of one frame's trip through the server.

@@ -16,13 +16,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from camcap import __version__
 from camcap.config import Settings
+from camcap.engine.frames import DecodeBudget
 from camcap.models.base import Captioner
 from camcap.server import http, metrics, page, websocket
+from camcap.server.closing import ClosingNotice
 from camcap.server.convert import frame_limits
 from camcap.server.host import ModelHost
 from camcap.server.limits import BodySizeLimitMiddleware, StreamLimits, StreamSlots
 from camcap.server.security import AccessControlMiddleware, AccessPolicy
+from camcap.server.serving import connection_cap, guarded_http_protocol
 from camcap.server.tokens import check_bind_safety
+from camcap.server.uploads import UploadBudget, UploadGuardMiddleware
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
@@ -36,8 +40,12 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         # Frames are JPEG: deflate shrinks them by under 1 % and cost 1.3-1.8 ms of a 2.3 ms
         # loopback round trip (camcap bench, docs/benchmarks.md).
         "ws_per_message_deflate": False,
-        # Ctrl+C waits this long for captions in progress, then cancels them.
+        # Ctrl+C waits this long for responses in progress, then cancels them. Requests that are
+        # only waiting (a body arriving, a caption not yet begun) answer 503 at once (closing.py).
         "timeout_graceful_shutdown": 5,
+        # Connections beyond what the descriptors allow are closed at once, and so are connections
+        # that send no complete request in time: running out of descriptors must not stop the server.
+        "http": guarded_http_protocol(connection_cap(settings.max_connections), settings.header_timeout_s),
     }
 
 
@@ -74,7 +82,9 @@ def create_app(settings: Settings, captioner: Captioner | None = None) -> FastAP
         finally:
             await host.aclose()
 
-    app = FastAPI(title="camcap", version=__version__, lifespan=lifespan)
+    # No /docs or /redoc: FastAPI's pages load their scripts, styles and favicon from CDNs, and
+    # nothing camcap serves may make a browser reach off the machine. /openapi.json stays.
+    app = FastAPI(title="camcap", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     # Shared and read-only for route code; per-connection state lives in server.session.Session.
     app.state.settings = settings
     app.state.host = host
@@ -83,9 +93,17 @@ def create_app(settings: Settings, captioner: Captioner | None = None) -> FastAP
     app.state.stream_limits = StreamLimits.from_settings(settings)
     # Shared and mutable: counts the clients being served (streams and one-shot captions).
     app.state.stream_slots = StreamSlots(settings.max_streams)
+    # Shared and mutable: the pixels being decoded at once, every client together.
+    app.state.decode_budget = DecodeBudget(settings.max_decode_pixels)
+    # Set when the server begins to stop (serving.CamcapServer): waiting requests answer at once.
+    app.state.closing = ClosingNotice()
 
     # The last added runs first: who may ask (Host, Origin, token), then how much they may send,
-    # so a stranger's upload is refused before a byte of it is read.
+    # so a stranger's upload is refused before a byte of it is read, then how long it may take.
+    budget = UploadBudget(settings.upload_bytes_in_flight())
+    app.add_middleware(
+        UploadGuardMiddleware, budget=budget, timeout_s=settings.upload_timeout_s, closing=app.state.closing
+    )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.upload_max_size())
     app.add_middleware(AccessControlMiddleware, policy=policy)
     app.add_exception_handler(http.ApiError, _api_error)

@@ -16,12 +16,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from camcap import __version__
 from camcap.engine.events import Frame, FrameCaption, FrameError
-from camcap.engine.frames import FrameLimits, FrameTooLargeError, decode_image_off_loop
+from camcap.engine.frames import DecodeBudget, FrameLimits, FrameTooLargeError, decode_image_off_loop
 from camcap.engine.scheduler import Scheduler
 from camcap.engine.timing import monotonic
 from camcap.errors import InvalidImageError, UnsupportedTaskError
 from camcap.models.base import ModelInfo, Task
 from camcap.server import convert
+from camcap.server.closing import ClosingNotice, ServerClosingError
 from camcap.server.host import ModelHost, ModelStatus
 from camcap.server.limits import BUSY_RETRY_AFTER_S, StreamSlots, task_text_problem
 from camcap.server.messages import (
@@ -108,6 +109,12 @@ async def caption(
     received_at = monotonic()
     host = _host(request)
     limits: FrameLimits = request.app.state.frame_limits
+    # FastAPI keeps the last of a repeated part; a request that says two things gets neither.
+    form = await request.form()  # already parsed for the parameters above: no second read
+    repeated = sorted({key for key in form if len(form.getlist(key)) > 1})
+    if repeated:
+        detail = f"The form has {', '.join(repeated)} more than once; send each field once (one image per request)."
+        raise ApiError(422, ErrorCode.BAD_MESSAGE, detail)
     # Form fields arrive as text, so one set of rules (the config message's) checks both transports.
     try:
         config = ConfigMessage(task=task, length=length, question=question or None, target=target or None)  # type: ignore[arg-type,call-arg]
@@ -135,19 +142,28 @@ async def caption(
     slots: StreamSlots = request.app.state.stream_slots
     if not slots.acquire():
         raise ApiError(503, ErrorCode.TOO_MANY_STREAMS, slots.busy_message(), {"Retry-After": str(BUSY_RETRY_AFTER_S)})
+    closing: ClosingNotice = request.app.state.closing
     try:
-        return await _caption_one(host.scheduler, image, wanted, model, limits, received_at)
+        budget: DecodeBudget = request.app.state.decode_budget
+        return await _caption_one(host.scheduler, image, wanted, model, limits, received_at, closing, budget)
     finally:
         slots.release()
 
 
 async def _caption_one(
-    scheduler: Scheduler, image: UploadFile, wanted: Task, model: ModelInfo, limits: FrameLimits, received_at: float
+    scheduler: Scheduler,
+    image: UploadFile,
+    wanted: Task,
+    model: ModelInfo,
+    limits: FrameLimits,
+    received_at: float,
+    closing: ClosingNotice,
+    budget: DecodeBudget,
 ) -> CaptionResponse:
     # Read one byte past the limit: enough to know the upload is too large without holding it all.
     data = await image.read(limits.max_bytes + 1)
     try:
-        decoded = await decode_image_off_loop(data, limits, max_short_side=model.input_size)
+        decoded = await decode_image_off_loop(data, limits, max_short_side=model.input_size, budget=budget)
     except FrameTooLargeError as exc:
         raise ApiError(413, ErrorCode.FRAME_TOO_LARGE, str(exc)) from None
     except InvalidImageError as exc:
@@ -161,7 +177,11 @@ async def _caption_one(
     try:
         stream.submit(frame)
         while True:
-            event = await stream.next_event()
+            try:
+                # A caption not made when the server begins to stop will not be: say so now.
+                event = await closing.unless_closing(stream.next_event())
+            except ServerClosingError:
+                raise ApiError(503, ErrorCode.SERVER_CLOSING, "The server is shutting down; try again later.") from None
             if isinstance(event, FrameCaption):
                 return convert.caption_response(event, model)
             if isinstance(event, FrameError):

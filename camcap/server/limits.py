@@ -6,7 +6,9 @@ Each limit comes from `Settings` and answers in words that say which setting to 
   (`BodySizeLimitMiddleware`, pure ASGI, so it also covers chunked uploads without a length).
 - Clients served at once, live streams and one-shot `POST /v1/caption` together, are capped at
   `max_streams` (`StreamSlots`): one more gets an `error` event and close code 1013 ("try again
-  later"), or HTTP 503 with `Retry-After`.
+  later"), or HTTP 503 with `Retry-After`. A live stream takes its slot with its first frame, not
+  when it connects, and gives it back after `stream_idle_s` without a frame (`StreamSlot`): a
+  socket that sends nothing, or a paused page, holds a connection and never a model slot.
 - A stream's frames are read at most `max_fps_per_stream` per second (`FrameRate`). Faster frames
   are not dropped or answered with errors: the stream's reader waits, so a paced page is simply
   slowed and a flooding client is held back by TCP, costing only its own freshness.
@@ -18,6 +20,7 @@ Frame bytes and pixels are checked in engine/frames.py; WebSocket message size b
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -92,6 +95,60 @@ class StreamSlots:
             f"The server is already serving {self.capacity} clients (max_streams); try again in a few seconds, "
             "close another camcap page, or restart camcap serve with a higher CAMCAP_MAX_STREAMS."
         )
+
+
+class StreamSlot:
+    """One live stream's claim on a `StreamSlots` place: taken with its first frame, given back
+    once the stream has sent nothing for `idle_s` and has no frame waiting for an answer.
+
+    A page that is paused (camera off, tab hidden) keeps its socket but not its slot; when it
+    sends again it takes a slot again, or is told the server is full, like a new client.
+    Used from the event loop only.
+    """
+
+    def __init__(self, slots: StreamSlots, idle_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.slots = slots
+        self.idle_s = idle_s
+        self._clock = clock
+        self.held = asyncio.Event()  # set while the slot is taken
+        self.last_active = clock()
+        self.awaiting: int | None = None  # the seq of the frame waiting for its answer, if any
+
+    def take(self) -> bool:
+        """A frame arrived: keep the slot, or take one; False when the server is full."""
+        self.last_active = self._clock()
+        if self.held.is_set():
+            return True
+        if not self.slots.acquire():
+            return False
+        self.held.set()
+        return True
+
+    def answered(self, seq: int | None) -> None:
+        """The stream was answered (a caption, `unchanged` or an error) for frame `seq`."""
+        if seq is not None and seq == self.awaiting:
+            self.awaiting = None
+            self.last_active = self._clock()
+
+    def idle_for(self) -> float | None:
+        """Seconds the stream has been idle, or None while a frame is in flight."""
+        return None if self.awaiting is not None else self._clock() - self.last_active
+
+    def release(self) -> None:
+        if self.held.is_set():
+            self.held.clear()
+            self.slots.release()
+
+    async def give_back_when_idle(self) -> None:
+        """Run for the life of the connection: release the slot whenever the stream goes idle."""
+        while True:
+            await self.held.wait()
+            idle = self.idle_for()
+            if idle is not None and idle >= self.idle_s:
+                self.release()
+                continue
+            # In flight: look again after a whole period; the answer restarts the idle clock.
+            await asyncio.sleep(self.idle_s if idle is None else self.idle_s - idle)
 
 
 # --- frame rate ----------------------------------------------------------------------------------

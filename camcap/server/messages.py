@@ -35,6 +35,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 FRAME_MAGIC = b"CCF1"  # "camcap frame, version 1"
 MAX_FRAME_HEADER_BYTES = 4096  # the JSON header is a few dozen bytes; anything near this is not one
+#: The largest `seq`: Number.MAX_SAFE_INTEGER, the largest integer a JavaScript number holds exactly,
+#: so the page can always compare the seq it sent with the one echoed back.
+MAX_SEQ = 2**53 - 1
 
 
 class ErrorCode(str, enum.Enum):
@@ -52,6 +55,8 @@ class ErrorCode(str, enum.Enum):
     UPLOAD_TOO_LARGE = "upload_too_large"  # an HTTP request body over max_upload_bytes (413)
     MESSAGE_TOO_LARGE = "message_too_large"  # a WebSocket message over max_ws_message_bytes
     TOO_MANY_STREAMS = "too_many_streams"  # max_streams clients are being served already
+    UPLOAD_TIMEOUT = "upload_timeout"  # an HTTP request body did not arrive within upload_timeout_s (408)
+    UPLOADS_BUSY = "uploads_busy"  # max_upload_bytes_in_flight are being received already (503)
 
 
 class _Message(BaseModel):
@@ -62,9 +67,14 @@ class _Message(BaseModel):
 
 
 class FrameHeader(_Message):
-    seq: int = Field(ge=0, description="The client's frame counter, echoed back in events.")
-    captured_at: float | None = Field(None, description="Capture time, ms since the Unix epoch (client clock).")
-    sent_at: float | None = Field(None, description="Send time, ms since the Unix epoch (client clock).")
+    seq: int = Field(ge=0, le=MAX_SEQ, description="The client's frame counter, echoed back in events.")
+    # Python's json reads NaN and Infinity; neither is a time.
+    captured_at: float | None = Field(
+        None, allow_inf_nan=False, description="Capture time, ms since the Unix epoch (client clock)."
+    )
+    sent_at: float | None = Field(
+        None, allow_inf_nan=False, description="Send time, ms since the Unix epoch (client clock)."
+    )
 
 
 class ConfigMessage(_Message):

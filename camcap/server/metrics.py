@@ -57,6 +57,11 @@ class ServerMetrics:
         self.errors = Counter(
             "camcap_frame_errors", "Frames that ended in an error, by error code.", ["code"], registry=r
         )
+        self.client_clock_rejected = Counter(
+            "camcap_client_clock_rejected",
+            "Frames whose client sent_at put their receive time outside 0..60 s: not observed as a duration.",
+            registry=r,
+        )
         self.tokens = Counter("camcap_tokens", "Tokens generated for captions that were delivered.", registry=r)
         self.stages = Histogram(
             "camcap_stage_seconds",

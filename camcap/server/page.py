@@ -22,7 +22,7 @@ _FALLBACK = """<!doctype html>
 <h1>camcap is running</h1>
 <p>The web page is not installed (no <code>camcap/web/index.html</code>). The API works:
 <a href="/v1/info">/v1/info</a>, <code>POST /v1/caption</code>, <code>WS /v1/stream</code>,
-and the <a href="/docs">API docs</a>.</p>
+and the API document, <a href="/openapi.json">/openapi.json</a>.</p>
 </body></html>
 """
 

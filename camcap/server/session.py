@@ -12,12 +12,15 @@ from __future__ import annotations
 import asyncio
 import enum
 
-from camcap.engine.events import StreamEvent, TokenDelta
+from camcap.engine.events import FrameCaption, FrameError, FrameUnchanged, StreamEvent, TokenDelta
+from camcap.engine.frames import DecodeBudget
 from camcap.engine.options import StreamOptions
 from camcap.engine.scheduler import Stream
 from camcap.errors import UnsupportedTaskError
 from camcap.models.base import ModelInfo, Task
-from camcap.server.messages import ErrorCode, ErrorEvent, FrameHeader, ReadyEvent
+from camcap.server.limits import StreamSlot
+from camcap.server.messages import MAX_SEQ, ErrorCode, ErrorEvent, FrameHeader, ReadyEvent
+from camcap.server.metrics import ServerMetrics
 
 
 class SessionState(str, enum.Enum):
@@ -34,9 +37,16 @@ _ALLOWED = {
 
 
 class CloseSocket(enum.Enum):
-    """Outbox marker: the writer closes the socket with `code` once everything before it is sent."""
+    """Outbox marker: the writer closes the socket with this code once everything before it is sent."""
 
     MODEL_FAILED = 1011
+    TRY_AGAIN_LATER = 1013  # the server is full (max_streams)
+
+    @property
+    def reason(self) -> str:
+        if self is CloseSocket.TRY_AGAIN_LATER:
+            return "Too many streams; try again later."
+        return "The model failed to load."
 
 
 Outgoing = StreamEvent | ReadyEvent | ErrorEvent | CloseSocket
@@ -49,7 +59,18 @@ MAX_UNREAD_TOKENS = 2000
 class Session:
     """The state of one `/v1/stream` connection."""
 
-    def __init__(self, options: StreamOptions | None = None) -> None:
+    def __init__(
+        self,
+        options: StreamOptions | None = None,
+        slot: StreamSlot | None = None,
+        metrics: ServerMetrics | None = None,
+        decode_budget: DecodeBudget | None = None,
+    ) -> None:
+        """`slot`: the stream's claim on a model slot, told of every answer (None: not limited).
+        `metrics`, `decode_budget`: the server's counters and its budget of pixels being decoded."""
+        self.slot = slot
+        self.metrics = metrics
+        self.decode_budget = decode_budget
         self.state = SessionState.WAITING
         self.task = Task.caption()  # what every frame is asked, until a config says otherwise
         # The server's policies; a config message may override some of them for this stream.
@@ -65,6 +86,8 @@ class Session:
         """Queue `item` for the client. Also the scheduler stream's sink (called on the loop)."""
         if self.state is SessionState.CLOSED:
             return
+        if self.slot is not None and isinstance(item, FrameCaption | FrameUnchanged | FrameError | ErrorEvent):
+            self.slot.answered(item.seq)
         if isinstance(item, TokenDelta) and self.outbox.qsize() >= MAX_UNREAD_TOKENS:
             self.tokens_dropped += 1
             return
@@ -95,7 +118,7 @@ class Session:
     def next_seq(self, header: FrameHeader | None) -> int:
         """The frame's sequence number: the client's if it sent a header, else the previous + 1."""
         seq = header.seq if header is not None else self._next_seq
-        self._next_seq = seq + 1
+        self._next_seq = seq + 1 if seq < MAX_SEQ else 0  # stays a number the page holds exactly
         return seq
 
     def close(self) -> None:

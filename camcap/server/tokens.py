@@ -48,14 +48,14 @@ def tokens_match(supplied: str | None, expected: str) -> bool:
     return secrets.compare_digest(supplied.encode("utf-8", "surrogatepass"), expected.encode("utf-8"))
 
 
-def check_bind_safety(host: str, token: str | None, *, generate: bool = True) -> str | None:
+def check_bind_safety(host: str, token: str | None, *, generate: bool = True, loopback: bool = False) -> str | None:
     """Decide the access token for a server bound to `host`; returns the token to require, or None.
 
     The decision:
     - A token the user gave is always required (after `validate_token`), wherever the server listens.
-    - On loopback without a token, none is required: only this machine can connect, and the
-      Host/Origin checks keep web pages in the user's browser out. (Other accounts on a shared
-      machine can still connect: on such machines, pass --token.)
+    - On loopback without a token, one is generated only with `loopback=True` (what `camcap serve`
+      does by default: other processes and accounts on the machine can reach loopback too);
+      otherwise none is required, and the Host/Origin checks still keep web pages out.
     - Beyond loopback without a token, one is generated (print it in the URL `camcap serve` shows),
       because anyone on the network could otherwise watch the captions and drive the model.
       With `generate=False` that is an error instead, for callers that cannot show the token.
@@ -63,7 +63,7 @@ def check_bind_safety(host: str, token: str | None, *, generate: bool = True) ->
     if token:
         return validate_token(token)
     if is_loopback_host(host):
-        return None
+        return generate_token() if loopback and generate else None
     if generate:
         return generate_token()
     raise AccessConfigError(

@@ -23,11 +23,11 @@ from camcap.engine.frames import (
     decode_image_off_loop,
     split_frame,
 )
-from camcap.engine.timing import monotonic, wall_ms
+from camcap.engine.timing import monotonic, receive_ms, wall_ms
 from camcap.errors import InvalidImageError, UnsupportedTaskError
 from camcap.server import convert
 from camcap.server.host import ModelHost, ModelStatus
-from camcap.server.limits import WS_TRY_AGAIN_LATER, FrameRate, StreamLimits, StreamSlots, task_text_problem
+from camcap.server.limits import FrameRate, StreamLimits, StreamSlot, task_text_problem
 from camcap.server.messages import ConfigMessage, ErrorCode, ErrorEvent, ReadyEvent, TokenEvent
 from camcap.server.messages import describe_validation_error as describe
 from camcap.server.session import MAX_UNREAD_TOKENS, CloseSocket, Outgoing, Session, SessionState
@@ -45,25 +45,27 @@ _BACKLOG_POLL_S = 0.05
 
 async def stream_endpoint(websocket: WebSocket) -> None:
     """Serve one client for as long as its socket is open."""
-    host: ModelHost = websocket.app.state.host
-    limits: FrameLimits = websocket.app.state.frame_limits
-    guard: StreamLimits = websocket.app.state.stream_limits
-    slots: StreamSlots = websocket.app.state.stream_slots
+    app_state = websocket.app.state
+    host: ModelHost = app_state.host
+    limits: FrameLimits = app_state.frame_limits
+    guard: StreamLimits = app_state.stream_limits
     await websocket.accept()
-    if not slots.acquire():
-        await _refuse_busy(websocket, slots)
-        return
-    session = Session(websocket.app.state.settings.stream_options())
+    # No slot yet: it is taken by the first frame (a socket that sends nothing costs no model time).
+    slot = StreamSlot(app_state.stream_slots, app_state.settings.stream_idle_s)
+    session = Session(
+        app_state.settings.stream_options(), slot=slot, metrics=app_state.metrics, decode_budget=app_state.decode_budget
+    )
     logger.debug("Stream connection from %s", websocket.client)
     try:
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(_write, websocket, session, tasks.cancel_scope)
             tasks.start_soon(_activate, host, session, limits)
+            tasks.start_soon(slot.give_back_when_idle)
             await _read(websocket, session, limits, guard)
             tasks.cancel_scope.cancel()
     finally:
         session.close()
-        slots.release()
+        slot.release()
         logger.debug("Stream connection from %s closed", websocket.client)
 
 
@@ -93,7 +95,7 @@ async def _write(websocket: WebSocket, session: Session, scope: anyio.CancelScop
         while True:
             item = await session.outbox.get()
             if isinstance(item, CloseSocket):
-                await websocket.close(code=item.value, reason="The model failed to load.")
+                await websocket.close(code=item.value, reason=item.reason)
                 break
             await websocket.send_text(_encode(item, session).model_dump_json())
     except Exception as exc:  # the client went away mid-send; the reader sees the disconnect too
@@ -115,16 +117,6 @@ def _encode(item: Outgoing, session: Session) -> BaseModel:
     return item
 
 
-async def _refuse_busy(websocket: WebSocket, slots: StreamSlots) -> None:
-    # Accepted first so the client can read why: browsers hide the reason of a refused handshake.
-    error = ErrorEvent(code=ErrorCode.TOO_MANY_STREAMS.value, message=slots.busy_message())
-    try:
-        await websocket.send_text(error.model_dump_json())
-        await websocket.close(code=WS_TRY_AGAIN_LATER, reason="Too many streams; try again later.")
-    except Exception as exc:  # the client left already
-        logger.debug("Refusing a stream failed: %s", exc)
-
-
 async def _read(websocket: WebSocket, session: Session, limits: FrameLimits, guard: StreamLimits) -> None:
     rate = FrameRate(guard.max_fps)
     while True:
@@ -135,7 +127,7 @@ async def _read(websocket: WebSocket, session: Session, limits: FrameLimits, gua
             return
         data, text = message.get("bytes"), message.get("text")
         if data is not None:
-            # uvicorn closes on messages over ws_max_size; this also holds under other servers.
+            # uvicorn closes on messages over ws_max_size (1009); this holds under other servers.
             if len(data) > guard.max_message_bytes:
                 error = ErrorEvent(code=ErrorCode.MESSAGE_TOO_LARGE.value, message=guard.message_too_large(len(data)))
                 session.post(error)
@@ -145,43 +137,59 @@ async def _read(websocket: WebSocket, session: Session, limits: FrameLimits, gua
             delay = rate.delay()
             if delay > 0:
                 await anyio.sleep(delay)
-            await _on_frame(session, data, limits)
+            if not await _on_frame(session, data, limits):
+                await anyio.sleep_forever()  # refused: the writer closes the socket, which ends us
         elif text is not None:
             _on_text(session, text, guard)
 
 
-async def _on_frame(session: Session, data: bytes, limits: FrameLimits) -> None:
+async def _on_frame(session: Session, data: bytes, limits: FrameLimits) -> bool:
+    """Handle one frame; False when the stream was refused (the server is full) and must end."""
     received_at, received_wall = monotonic(), wall_ms()
     try:
         header, image_bytes = split_frame(data)
     except InvalidFrameError as exc:
         session.post(ErrorEvent(code=ErrorCode.BAD_FRAME.value, message=str(exc)))
-        return
+        return True
     seq = session.next_seq(header)
     if session.state is not SessionState.LIVE or session.stream is None or session.info is None:
         message = "The model is still loading; wait for the 'ready' event before sending frames."
         session.post(ErrorEvent(seq=seq, code=ErrorCode.NOT_READY.value, message=message))
-        return
+        return True
+    slot = session.slot
+    if slot is not None:
+        if not slot.take():
+            session.post(ErrorEvent(seq=seq, code=ErrorCode.TOO_MANY_STREAMS.value, message=slot.slots.busy_message()))
+            session.post(CloseSocket.TRY_AGAIN_LATER)
+            return False
+        slot.awaiting = seq  # until it is answered, the stream is not idle however long the model takes
     try:
         decoded = await decode_image_off_loop(
-            image_bytes, limits, max_short_side=session.info.input_size, with_signature=session.options.needs_signature
+            image_bytes,
+            limits,
+            max_short_side=session.info.input_size,
+            with_signature=session.options.needs_signature,
+            budget=session.decode_budget,
         )
     except FrameTooLargeError as exc:
         session.post(ErrorEvent(seq=seq, code=ErrorCode.FRAME_TOO_LARGE.value, message=str(exc)))
-        return
+        return True
     except InvalidImageError as exc:
         session.post(ErrorEvent(seq=seq, code=ErrorCode.INVALID_IMAGE.value, message=str(exc)))
-        return
+        return True
     if session.state is not SessionState.LIVE:
-        return
+        return True
     sent_at = header.sent_at if header is not None else None
+    upload_ms = receive_ms(sent_at, received_wall)
+    if sent_at is not None and upload_ms is None and session.metrics is not None:
+        session.metrics.client_clock_rejected.inc()  # a client clock far off (or lying): not a duration
     frame = Frame(
         seq=seq,
         image=decoded.image,
         task=session.task,
         received_at=received_at,
         image_decode_ms=decoded.decode_ms,
-        receive_ms=None if sent_at is None else received_wall - sent_at,
+        receive_ms=upload_ms,
         captured_at=header.captured_at if header is not None else None,
         signature=decoded.signature,
     )
@@ -189,6 +197,7 @@ async def _on_frame(session: Session, data: bytes, limits: FrameLimits) -> None:
         session.stream.submit(frame)
     except UnsupportedTaskError as exc:
         session.post(ErrorEvent(seq=seq, code=ErrorCode.UNSUPPORTED_TASK.value, message=str(exc)))
+    return True
 
 
 def _on_text(session: Session, text: str, guard: StreamLimits) -> None:

@@ -9,6 +9,18 @@ import { Pacer } from "./pacer.js";
 import { Connection } from "./stream.js";
 import { View } from "./ui.js";
 
+// The URL `camcap serve` opened carries ?token=; the server answered it with a cookie that the
+// page's requests and WebSocket now carry. Take the token out of the address bar, and so out of
+// the browser's history, as Jupyter does.
+forgetTokenInAddress();
+
+function forgetTokenInAddress() {
+  const url = new URL(window.location.href);
+  if (!url.searchParams.has("token")) return;
+  url.searchParams.delete("token");
+  window.history.replaceState(window.history.state, "", url.pathname + url.search + url.hash);
+}
+
 const view = new View();
 const controls = new Controls();
 const camera = new Camera(view.video);
