@@ -17,7 +17,9 @@ from camcap.cli import _bench, _caption, _machine, _serve
 _DESCRIPTIONS = {
     "caption": "Prints one caption per image (with its file name when there are several), the words as the\n"
     "model writes them with --stream, or JSON Lines with --json. Every file is checked before the model\n"
-    "loads. Images are captioned in batches as large as the model allows.",
+    "loads. Images are captioned in batches as large as the model allows.\n\n"
+    "Video files (MP4, MKV, WebM, MOV, AVI, ...) get timed captions: a frame every --every seconds (or\n"
+    "when the picture changes, --on-change) as WebVTT, SRT, JSON Lines or text, to stdout or -o.",
     "serve": "Starts the web page and API on this machine (nothing leaves it) and opens your browser.\n"
     "The model loads in the background; the page says when it is ready.",
     "models": "Shows every model spec camcap knows, whether it is downloaded (or built), its size on disk\n"
@@ -39,6 +41,9 @@ examples:
   camcap caption street.jpg --ask "How many cars are there?" --stream
   camcap caption desk.png --detect mug --json
   camcap caption photo.jpg --model hf:Salesforce/blip-image-captioning-base
+  camcap caption talk.mp4 -o talk.vtt                 # a caption every 2 s, as WebVTT subtitles
+  camcap caption talk.mp4 --on-change --every 10 --format jsonl
+  camcap caption videos/*.mp4 --format srt -o captions/   # one sidecar per video
 """
 
 _SERVE_EXAMPLES = """\
@@ -125,7 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common, model, generation, cache],
         epilog=_CAPTION_EXAMPLES,
     )
-    caption.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, WebP, ...)")
+    caption.add_argument(
+        "images", nargs="+", metavar="FILE", help="image files (JPEG, PNG, WebP, ...) or video files (MP4, MKV, ...)"
+    )
     caption.add_argument("--length", choices=("short", "normal", "long"), help="caption length (default: normal)")
     task = caption.add_mutually_exclusive_group()
     task.add_argument("--ask", metavar="QUESTION", help="answer a question about each image instead")
@@ -133,6 +140,20 @@ def build_parser() -> argparse.ArgumentParser:
     task.add_argument("--point", metavar="OBJECT", help="find centre points of an object (models that can)")
     caption.add_argument("--stream", action="store_true", help="print words as the model writes them")
     caption.add_argument("--json", action="store_true", help="one JSON object per image (JSON Lines)")
+    video = caption.add_argument_group("video files")
+    video.add_argument("--every", type=float, metavar="SECONDS", help="caption a frame every SECONDS (default: 2)")
+    video.add_argument(
+        "--on-change",
+        action="store_true",
+        help="caption a frame when the picture changes (by --change-threshold), at least every --every seconds",
+    )
+    video.add_argument(
+        "--change-threshold", type=float, metavar="PERCENT", help="--on-change: share of the picture (default: 0.2)"
+    )
+    video.add_argument("--format", choices=("vtt", "srt", "jsonl", "txt"), help="default: vtt, or -o FILE's suffix")
+    video.add_argument(
+        "-o", "--output", metavar="FILE|FOLDER", help="where captions go (default: stdout); a folder: a file per video"
+    )
 
     serve = command(
         "serve",
