@@ -45,17 +45,18 @@ def make_video(
     frame_times: Sequence[float] | None = None,
     faststart: bool = False,
 ) -> Path:
-    """An H.264 video of `scenes` ((colour, shape), seconds), in the container `path`'s suffix names.
+    """An H.264 (VP8 in WebM) video of `scenes` ((colour, shape), seconds), in the container `path`'s suffix names.
 
     `frame_times`: explicit presentation times in seconds (a variable frame rate); each frame shows
     the scene whose span holds its time. `rotation`: a display matrix turning the picture
     counter-clockwise, as phones write. `faststart`: an MP4 whose index comes first.
     """
     container = av.open(str(path), "w", options={"movflags": "faststart"} if faststart else {})
-    stream = container.add_stream("libx264", rate=fps)
+    webm = path.suffix == ".webm"  # WebM holds VP8/VP9, not H.264
+    stream = container.add_stream("libvpx" if webm else "libx264", rate=fps)
     stream.width, stream.height = size
     stream.pix_fmt = "yuv420p"
-    stream.codec_context.options = {"preset": "ultrafast"}
+    stream.codec_context.options = {"deadline": "realtime"} if webm else {"preset": "ultrafast"}
     if gop is not None:
         stream.codec_context.gop_size = gop
     if rotation is not None:

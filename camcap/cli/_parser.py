@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from camcap import __version__
-from camcap.cli import _bench, _caption, _machine, _serve
+from camcap.cli import _bench, _caption, _machine, _serve, _watch
 
 _DESCRIPTIONS = {
     "caption": "Prints one caption per image (with its file name when there are several), the words as the\n"
@@ -22,6 +22,11 @@ _DESCRIPTIONS = {
     "when the picture changes, --on-change) as WebVTT, SRT, JSON Lines or text, to stdout or -o.",
     "serve": "Starts the web page and API on this machine (nothing leaves it) and opens your browser.\n"
     "The model loads in the background; the page says when it is ready.",
+    "watch": "Captions live sources without a page: RTSP/RTSPS cameras (over TCP), HTTP(S) MJPEG and HLS\n"
+    "streams, capture devices (/dev/videoN) and video files played at their own rate (--realtime).\n"
+    "Prints one JSON line per caption (or WebVTT/SRT cues), flushed as they come; source events go to\n"
+    "stderr. Sources that fail are retried with backoff for as long as it runs; credentials in URLs are\n"
+    "never shown. Several sources share one model fairly.",
     "models": "Shows every model spec camcap knows, whether it is downloaded (or built), its size on disk\n"
     "and what it costs to get.",
     "pull": "Fetches a model into the cache now, with a progress bar, so later runs work offline.\n"
@@ -54,6 +59,14 @@ examples:
   CAMCAP_MODEL=hf:org/model camcap serve
   camcap serve --host 0.0.0.0           # for other devices: HTTPS, prints a URL with a fresh token
   CAMCAP_TOKEN=$(cat ~/.camcap-token) camcap serve --host 0.0.0.0 --cert cert.pem --key key.pem
+"""
+
+_WATCH_EXAMPLES = """\
+examples:
+  camcap watch rtsp://user:pass@192.168.1.20:554/stream1
+  camcap watch door=rtsp://192.168.1.20/stream1 desk=/dev/video0 --duration 3600 > captions.jsonl
+  camcap watch http://camera.local/mjpeg --format vtt -o live.vtt
+  camcap watch demo.mp4 --realtime --loop --max-captions 10
 """
 
 _PULL_EXAMPLES = """\
@@ -218,6 +231,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     access.add_argument("--cert", metavar="FILE", help="your own PEM certificate (chain) for HTTPS")
     access.add_argument("--key", metavar="FILE", help="the unencrypted PEM private key of --cert")
+
+    watch = command(
+        "watch",
+        _watch.watch_command,
+        "Caption live cameras and streams headless, as JSON Lines or subtitles.",
+        parents=[common, model, generation, cache],
+        epilog=_WATCH_EXAMPLES,
+    )
+    watch.add_argument(
+        "sources", nargs="+", metavar="SOURCE", help="[NAME=]URL: rtsp://, rtsps://, http(s)://, /dev/videoN or a file"
+    )
+    watch.add_argument("--length", choices=("short", "normal", "long"), help="caption length (default: normal)")
+    watch.add_argument("--ask", metavar="QUESTION", help="answer a question about each frame instead")
+    watch.set_defaults(detect=None, point=None)
+    watch.add_argument("--format", choices=("jsonl", "vtt", "srt"), help="default: jsonl, or -o FILE's suffix")
+    watch.add_argument("-o", "--output", metavar="FILE", help="write captions to FILE (default: stdout)")
+    watch.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    watch.add_argument("--max-captions", type=int, metavar="N", help="stop after N captions")
+    watch.add_argument("--realtime", action="store_true", help="play video files as live sources, at their own rate")
+    watch.add_argument("--loop", action="store_true", help="with --realtime: start a file again at its end")
+    watch.add_argument("--change-threshold", type=float, metavar="PERCENT", help="skip unchanged frames (default: 0.2)")
+    watch.add_argument("--max-batch", type=int, metavar="N", help="most frames of different sources per batch")
 
     models = command(
         "models",

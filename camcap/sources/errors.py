@@ -14,9 +14,8 @@ class VideoError(CamcapError, ValueError):
 
 
 class SourceError(CamcapError):
-    """A live source cannot be read. `retry` says whether reconnecting may help."""
+    """A live source cannot be read. Readers retry every kind: a camera can be fixed while camcap runs."""
 
-    retry: bool = True
     kind: str = "unreachable"  # short machine-readable reason, used in events and metrics
 
 
@@ -48,11 +47,9 @@ class SourceCodecError(SourceError):
     """The stream is there but its video cannot be decoded by this build of FFmpeg."""
 
     kind = "unsupported_codec"
-    retry = False
 
 
 class SourceConfigError(SourceError, ValueError):
     """The source as written cannot be used (unknown scheme, bad NAME=URL)."""
 
     kind = "invalid"
-    retry = False

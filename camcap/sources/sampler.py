@@ -30,12 +30,11 @@ from PIL import Image
 
 from camcap.engine.change import FrameSignature, difference, signature
 from camcap.engine.timing import monotonic
+from camcap.sources.convert import frame_to_image
 from camcap.sources.errors import VideoError
 from camcap.sources.probe import VideoInfo, describe_decode_error, open_container
 
 logger = logging.getLogger(__name__)
-
-_TRANSPOSE = {90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180, 270: Image.Transpose.ROTATE_270}
 
 
 @dataclass(frozen=True)
@@ -236,7 +235,7 @@ class VideoSampler:
                 if t <= position or not choice.wants_look(t):
                     continue
                 choice.looked(t)
-                image = self._convert(frame)
+                image = frame_to_image(frame, self.max_short_side, self.info.rotation)
                 frame_signature = signature(image) if self.plan.on_change is not None else None
                 if choice.take(t, frame_signature):
                     self.decode_seconds += monotonic() - started
@@ -255,20 +254,6 @@ class VideoSampler:
                     return t
         self.decode_seconds += monotonic() - started
         return None
-
-    def _convert(self, frame: av.VideoFrame) -> Image.Image:
-        """Only sampled frames get here: swscale sizes them for the model while converting to RGB."""
-        info = self.info
-        width, height = frame.width, frame.height
-        short = min(width, height)
-        if short > self.max_short_side:
-            factor = self.max_short_side / short
-            width, height = max(2, round(width * factor)), max(2, round(height * factor))
-        image = frame.reformat(width=width, height=height, format="rgb24", interpolation="AREA").to_image()
-        rotation = int(frame.rotation) % 360 if frame.rotation else info.rotation
-        if rotation in _TRANSPOSE:
-            image = image.transpose(_TRANSPOSE[rotation])
-        return image
 
     def _check_complete(self) -> None:
         """A file that stops well before the length its header announces was cut short."""
