@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     max_frame_bytes: int = Field(8 * 1024 * 1024, ge=1, description="Largest frame image, in bytes.")
     max_frame_pixels: int = Field(4096 * 4096, ge=1, description="Largest frame, width x height.")
 
+    # --- live sources (camcap/sources/, server/sources.py) -----------------------------------------
+    # NAME=URL each; from the environment as JSON: CAMCAP_SOURCES='["door=rtsp://cam/stream1"]'.
+    sources: list[str] = Field(
+        default_factory=list, description="Live sources the server captions continuously: NAME=URL each."
+    )
+
     # --- real-time policies (engine/options.py, engine/scheduler.py) ------------------------------
     # Defaults of every stream; a stream's `config` message may override change_threshold and
     # cut_stale. Measurements behind the threshold: engine/options.py.

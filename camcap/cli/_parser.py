@@ -180,6 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--no-open", dest="open_browser", action="store_const", const=False, help="do not open a browser"
     )
+    serve.add_argument(
+        "--source",
+        dest="sources",
+        action="append",
+        metavar="NAME=URL",
+        help="caption a live source continuously: rtsp://, http(s)://, /dev/videoN or a video file (looped); "
+        "repeatable. See GET /v1/sources",
+    )
     freshness = serve.add_argument_group("freshness and throughput (see docs/benchmarks.md)")
     freshness.add_argument(
         "--change-threshold",

@@ -1,8 +1,8 @@
 """`camcap caption VIDEO...`: timed captions of video files, as subtitles or JSON Lines.
 
 Every video is probed and every output place checked before the model loads. Each video's frames
-are sampled and decoded on a thread ahead of the model (camcap.sources.sampler) and captioned in
-batches as large as the model allows; cues are written as they complete, to a temporary file that
+are sampled and decoded on a thread ahead of the model and captioned in batches as large as the
+model allows (camcap.sources.captions); cues are written as they complete, to a temporary file that
 is renamed into place at the end, so a failure leaves nothing half-written. Ctrl+C keeps the cues
 done so far, says so, and exits 130.
 """
@@ -14,19 +14,18 @@ import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
 
 from tqdm import tqdm
 
 from camcap.config import Settings
 from camcap.engine.timing import monotonic
 from camcap.errors import CamcapError
-from camcap.models.base import Caption, Captioner, ModelInfo, Request, Task
+from camcap.models.base import Captioner, Task
 from camcap.outputs.files import AtomicTextFile
-from camcap.outputs.record import CaptionEvent, Cue, CueBuilder
-from camcap.outputs.writers import SUFFIXES, CueWriter, Format, cue_writer
+from camcap.outputs.writers import SUFFIXES, Format
+from camcap.sources.captions import VideoResult, caption_video_to
 from camcap.sources.probe import VideoInfo, probe_video
-from camcap.sources.sampler import SamplingPlan, VideoSampler
+from camcap.sources.sampler import SamplingPlan
 
 logger = logging.getLogger("camcap.cli")
 
@@ -37,19 +36,6 @@ class VideoJob:
 
     info: VideoInfo
     output: Path | None
-
-
-@dataclass
-class VideoResult:
-    """What captioning one video did, for the summary line and the benchmark."""
-
-    cues: int = 0
-    captions: int = 0
-    media_s: float = 0.0  # media time captioned
-    wall_s: float = 0.0
-    decode_s: float = 0.0  # the decode thread's busy time
-    model_s: float = 0.0  # time inside the model's generate
-    interrupted: bool = False
 
 
 def plan_videos(args: argparse.Namespace, settings: Settings) -> tuple[list[VideoJob], Format, SamplingPlan]:
@@ -69,90 +55,51 @@ def plan_videos(args: argparse.Namespace, settings: Settings) -> tuple[list[Vide
 
 def caption_videos(captioner: Captioner, task: Task, jobs: list[VideoJob], fmt: Format, plan: SamplingPlan) -> int:
     """Caption each video in turn into its output; returns the exit code."""
-    info = captioner.info
     for job in jobs:
-        result = caption_video(captioner, info, task, job, fmt, plan)
+        result = caption_video(captioner, task, job, fmt, plan)
         _summary(job, result)
         if result.interrupted:
             raise KeyboardInterrupt
     return 0
 
 
-def caption_video(
-    captioner: Captioner, info: ModelInfo, task: Task, job: VideoJob, fmt: Format, plan: SamplingPlan
-) -> VideoResult:
+def caption_video(captioner: Captioner, task: Task, job: VideoJob, fmt: Format, plan: SamplingPlan) -> VideoResult:
     """Caption one video into `job.output` (or stdout). On Ctrl+C the cues done so far are kept."""
-    if job.output is None:
-        return _caption_into(sys.stdout, captioner, info, task, job, fmt, plan)
-    with AtomicTextFile(job.output) as out:
-        result = _caption_into(out.stream, captioner, info, task, job, fmt, plan)
-        out.commit()
+    with _ProgressBar(job.info) as bar:
+        if job.output is None:
+            return caption_video_to(sys.stdout, captioner, task, job.info, fmt, plan, progress=bar.update)
+        with AtomicTextFile(job.output) as out:
+            result = caption_video_to(out.stream, captioner, task, job.info, fmt, plan, progress=bar.update)
+            out.commit()
     return result
 
 
-def _caption_into(
-    out: TextIO, captioner: Captioner, info: ModelInfo, task: Task, job: VideoJob, fmt: Format, plan: SamplingPlan
-) -> VideoResult:
-    writer = cue_writer(fmt, out)
-    writer.begin()
-    builder = CueBuilder()
-    result = VideoResult()
-    started = monotonic()
-    total = job.info.duration
-    bar = tqdm(
-        total=round(total, 1) if total else None,
-        unit="s",
-        desc=job.info.path.name,
-        file=sys.stderr,
-        disable=None,  # only on a terminal
-        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s of video {postfix}",
-        leave=False,
-    )
-    sampler = VideoSampler(job.info, plan, max_short_side=info.input_size, ahead=2 * max(1, info.max_batch))
-    try:
-        with sampler, bar:
-            for batch in sampler.batches(max(1, info.max_batch)):
-                model_started = monotonic()
-                captions = _caption_batch(captioner, [(frame.image, task) for frame in batch])
-                result.model_s += monotonic() - model_started
-                for frame, caption in zip(batch, captions, strict=True):
-                    event = CaptionEvent(
-                        t=frame.t,
-                        text=caption.text,
-                        task=task.kind.value,
-                        model=info.name,
-                        inference_ms=caption.timings.total_ms,
-                    )
-                    _write(writer, builder.add(event))
-                    result.captions += 1
-                    result.media_s = frame.t
-                elapsed = monotonic() - started
-                bar.update(round(result.media_s - bar.n, 1))
-                bar.set_postfix_str(f"{result.media_s / max(elapsed, 1e-6):.1f}x real time", refresh=True)
-            result.media_s = sampler.end_t
-    except KeyboardInterrupt:
-        # Keep what is done: the last cue runs to the next frame that would have been sampled.
-        result.interrupted = True
-        if builder.pending is not None:
-            result.media_s = min(builder.pending.t + plan.every, sampler.end_t or builder.pending.t + plan.every)
-    _write(writer, builder.finish(result.media_s))
-    result.cues = writer.count
-    result.wall_s = monotonic() - started
-    result.decode_s = sampler.decode_seconds
-    return result
+class _ProgressBar:
+    """Media time done of total, and the speed as x real time; shown on a terminal only."""
 
+    def __init__(self, info: VideoInfo) -> None:
+        total = info.duration
+        self.bar = tqdm(
+            total=round(total, 1) if total else None,
+            unit="s",
+            desc=info.path.name,
+            file=sys.stderr,
+            disable=None,  # only on a terminal
+            bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s of video {postfix}",
+            leave=False,
+        )
+        self.started = monotonic()
 
-def _caption_batch(captioner: Captioner, requests: list[Request]) -> list[Caption]:
-    captions: dict[int, Caption] = {}
-    for event in captioner.generate(requests):
-        if isinstance(event, Caption):
-            captions[event.index] = event
-    return [captions[index] for index in range(len(requests))]
+    def update(self, media_s: float) -> None:
+        self.bar.update(round(media_s - self.bar.n, 1))
+        speed = media_s / max(monotonic() - self.started, 1e-6)
+        self.bar.set_postfix_str(f"{speed:.1f}x real time", refresh=True)
 
+    def __enter__(self) -> _ProgressBar:
+        return self
 
-def _write(writer: CueWriter, cue: Cue | None) -> None:
-    if cue is not None:
-        writer.write(cue)
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
 
 
 def _summary(job: VideoJob, result: VideoResult) -> None:

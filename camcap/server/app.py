@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from camcap import __version__
 from camcap.config import Settings
 from camcap.models.base import Captioner
-from camcap.server import http, metrics, page, websocket
+from camcap.server import http, metrics, page, sources, websocket
 from camcap.server.convert import frame_limits
 from camcap.server.host import ModelHost
 from camcap.server.limits import BodySizeLimitMiddleware, StreamLimits, StreamSlots
@@ -65,13 +65,17 @@ def create_app(settings: Settings, captioner: Captioner | None = None) -> FastAP
     )
     server_metrics = metrics.ServerMetrics()
     host = ModelHost(settings, captioner, observer=server_metrics)
+    source_hub = sources.SourceHub.from_settings(settings, host)
+    sources.install(source_hub, server_metrics.registry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         host.start()
+        source_hub.start()
         try:
             yield
         finally:
+            await source_hub.aclose()
             await host.aclose()
 
     app = FastAPI(title="camcap", version=__version__, lifespan=lifespan)
@@ -79,6 +83,7 @@ def create_app(settings: Settings, captioner: Captioner | None = None) -> FastAP
     app.state.settings = settings
     app.state.host = host
     app.state.metrics = server_metrics
+    app.state.sources = source_hub
     app.state.frame_limits = frame_limits(settings)
     app.state.stream_limits = StreamLimits.from_settings(settings)
     # Shared and mutable: counts the clients being served (streams and one-shot captions).
@@ -93,6 +98,8 @@ def create_app(settings: Settings, captioner: Captioner | None = None) -> FastAP
     app.include_router(http.router)
     app.include_router(metrics.router)
     app.add_api_websocket_route("/v1/stream", websocket.stream_endpoint)
+    app.include_router(sources.router)
+    app.add_api_websocket_route("/v1/sources/stream", sources.sources_endpoint)
     app.include_router(page.router)
     page.mount_static(app)
     return app
