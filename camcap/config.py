@@ -54,7 +54,8 @@ class Settings(BaseSettings):
 
     # --- live sources (camcap/sources/, server/sources.py) -----------------------------------------
     # NAME=URL each; from the environment as JSON: CAMCAP_SOURCES='["door=rtsp://cam/stream1"]'.
-    sources: list[str] = Field(
+    # SecretStr: URLs often hold a password, which must stay out of repr(), logs and tracebacks.
+    sources: list[SecretStr] = Field(
         default_factory=list, description="Live sources the server captions continuously: NAME=URL each."
     )
 

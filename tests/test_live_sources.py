@@ -114,19 +114,23 @@ def test_an_mjpeg_camera_is_captioned_through_an_outage(captioner):
         camera.stop()
 
 
-def test_a_source_that_is_down_never_stalls_the_others(captioner):
-    camera = MjpegCamera(free_port())
+def test_sources_share_the_model_fairly_and_one_that_is_down_stalls_none(captioner):
+    cameras = [MjpegCamera(free_port()), MjpegCamera(free_port())]
     dead = f"dead=http://127.0.0.1:{free_port()}/mjpeg"
 
+    def enough(items: list) -> bool:
+        return all(len(captions(items, name)) >= 3 for name in ("a", "b")) and len(changes(items, "dead")) >= 2
+
     async def scenario(log: Log, sources: list[LiveSource]) -> None:
-        await log.until(lambda items: len(captions(items, "cam")) >= 3 and len(changes(items, "dead")) >= 2)
+        await log.until(enough)
         assert captions(log.items, "dead") == []
         assert {c.reason for c in changes(log.items, "dead")} == {"refused"}
 
     try:
-        asyncio.run(_with_sources(captioner, [f"cam={camera.url}", dead], scenario))
+        asyncio.run(_with_sources(captioner, [f"a={cameras[0].url}", f"b={cameras[1].url}", dead], scenario))
     finally:
-        camera.stop()
+        for camera in cameras:
+            camera.stop()
 
 
 def _read_until(reader: SourceReader, events: queue.Queue, done: Callable[[list[SourceChange]], bool]) -> list:

@@ -77,6 +77,7 @@ def test_sources_are_listed_captioned_snapshotted_and_counted(model_cache, camer
         assert Image.open(io.BytesIO(snapshot.content)).size == (160, 120)
         missing = client.get("/v1/sources/nope/snapshot.jpg")
         assert missing.status_code == 404 and "cam, dead" in missing.json()["detail"]
+        assert missing.json()["code"] == "unknown_source"
         assert client.get("/v1/sources/dead/snapshot.jpg").status_code == 503
 
         metrics = client.get("/metrics").text
@@ -116,8 +117,10 @@ def test_sources_follow_the_same_access_rules(model_cache, camera):
 
 
 def test_sources_come_from_flags_or_the_environment(monkeypatch, model_cache):
-    monkeypatch.setenv("CAMCAP_SOURCES", '["door=rtsp://cam.local/stream1"]')
-    assert Settings().sources == ["door=rtsp://cam.local/stream1"]
+    monkeypatch.setenv("CAMCAP_SOURCES", '["door=rtsp://admin:hunter2@cam.local/stream1"]')
+    settings = Settings()
+    assert [source.get_secret_value() for source in settings.sources] == ["door=rtsp://admin:hunter2@cam.local/stream1"]
+    assert "hunter2" not in repr(settings) and "hunter2" not in str(settings.model_dump())
     with pytest.raises(CamcapError, match="not ftp://"):
         create_app(Settings(model=MODEL, sources=["x=ftp://cam/x"]))
 

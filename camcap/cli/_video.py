@@ -45,7 +45,7 @@ def plan_videos(args: argparse.Namespace, settings: Settings) -> tuple[list[Vide
     try:
         plan = SamplingPlan(
             every=args.every if args.every is not None else 2.0,
-            on_change=(settings.change_threshold or 0.2) if args.on_change else None,
+            on_change=settings.change_threshold if args.on_change else None,
         )
     except ValueError as exc:
         raise CamcapError(str(exc)) from None

@@ -52,6 +52,7 @@ class ErrorCode(str, enum.Enum):
     UPLOAD_TOO_LARGE = "upload_too_large"  # an HTTP request body over max_upload_bytes (413)
     MESSAGE_TOO_LARGE = "message_too_large"  # a WebSocket message over max_ws_message_bytes
     TOO_MANY_STREAMS = "too_many_streams"  # max_streams clients are being served already
+    UNKNOWN_SOURCE = "unknown_source"  # no live source has that name (GET /v1/sources lists them)
 
 
 class _Message(BaseModel):

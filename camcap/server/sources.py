@@ -66,12 +66,14 @@ class SourceHub:
         self._subscribers: dict[asyncio.Queue[BaseModel], frozenset[str] | None] = {}
         self._task: asyncio.Task[None] | None = None
         self._caption_seq: dict[str, int] = {}  # the frame counter of each source's latest caption
+        self._closing = False
 
     @classmethod
     def from_settings(cls, settings: Settings, host: ModelHost) -> SourceHub:
         """Raises `CamcapError` for a source that cannot be used as written (before a socket opens)."""
         # A file is a demo source: played at its own rate, looping.
-        return cls(parse_sources(list(settings.sources), realtime=True, loop=True), host)
+        texts = [source.get_secret_value() for source in settings.sources]
+        return cls(parse_sources(texts, realtime=True, loop=True), host)
 
     def start(self) -> None:
         """Start the sources once the model is ready. Call on the event loop."""
@@ -79,14 +81,19 @@ class SourceHub:
             self._task = asyncio.create_task(self._run(), name="camcap-sources")
 
     async def aclose(self) -> None:
+        self._closing = True
         for source in self.sources.values():
             source.stop()
         if self._task is not None:
+            if not self.sources:
+                self._task.cancel()  # still waiting for the model: nothing to stop gracefully
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
     async def _run(self) -> None:
         await self._host.wait_settled()
+        if self._closing:
+            return
         scheduler = self._host.scheduler
         if self._host.status is not ModelStatus.READY or scheduler is None:
             logger.error("Live sources are not started: the model did not load.")
@@ -266,7 +273,7 @@ async def snapshot(request: Request, name: str) -> Response:
     hub = _hub(request)
     if name not in hub.specs:
         known = ", ".join(hub.specs) or "none (start the server with --source NAME=URL)"
-        raise ApiError(404, ErrorCode.BAD_MESSAGE, f"No source is named {name!r}; the sources are: {known}.")
+        raise ApiError(404, ErrorCode.UNKNOWN_SOURCE, f"No source is named {name!r}; the sources are: {known}.")
     data = await hub.snapshot(name)
     if data is None:
         detail = f"Source {name!r} has not delivered a frame yet; see GET /v1/sources for its status."

@@ -173,8 +173,10 @@ class SourceReader:
                 self._down(exc)
                 continue
             except Exception as exc:  # a bug or an FFmpeg surprise: report it, keep the source alive
-                logger.exception("Source %s failed unexpectedly", self.spec.name)
-                self._down(SourceError(redact_text(f"{type(exc).__name__}: {exc}", self.spec.url)))
+                # No traceback: its text may hold the URL, password included; the redacted message says what.
+                message = redact_text(f"{type(exc).__name__}: {exc}", self.spec.url)
+                logger.error("Source %s failed unexpectedly: %s", self.spec.name, message)
+                self._down(SourceError(message))
                 continue
             if ended:
                 self._set_state(SourceState.ENDED, None)

@@ -58,7 +58,9 @@ class SamplingPlan:
         if self.every <= 0:
             raise ValueError(f"--every must be a positive number of seconds, got {self.every}.")
         if self.on_change is not None and not 0 < self.on_change <= 100:
-            raise ValueError(f"The change threshold is a percentage above 0, up to 100; got {self.on_change}.")
+            raise ValueError(
+                f"--on-change needs a --change-threshold above 0 (a percentage of the picture), got {self.on_change}."
+            )
 
     @property
     def step(self) -> float:
