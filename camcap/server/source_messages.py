@@ -39,6 +39,12 @@ class SourceOut(_Message):
     decode_errors: int
 
 
+class RouteNotFound(BaseModel):
+    """The router's own 404 body, for a path no route matches."""
+
+    detail: str
+
+
 class SourcesResponse(_Message):
     sources: list[SourceOut]
 

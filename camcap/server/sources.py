@@ -34,6 +34,7 @@ from camcap.server.http import ApiError
 from camcap.server.messages import ErrorCode, ErrorEvent, ErrorResponse
 from camcap.server.messages import describe_validation_error as describe
 from camcap.server.source_messages import (
+    RouteNotFound,
     SourceCaptionEvent,
     SourceCaptionOut,
     SourceOut,
@@ -264,7 +265,8 @@ async def list_sources(request: Request) -> SourcesResponse:
     response_class=Response,
     responses={
         200: {"content": {"image/jpeg": {}}, "description": "The newest frame of the source, as JPEG."},
-        404: {"model": ErrorResponse},
+        # A name no route can hold (a slash, a line break) gets the router's own 404 body.
+        404: {"model": ErrorResponse | RouteNotFound},
         503: {"model": ErrorResponse},
     },
 )
