@@ -54,6 +54,13 @@ class Settings(BaseSettings):
     # before any downscale (docs/security.md has the measurements).
     max_frame_pixels: int = Field(4096 * 3072, ge=1, description="Largest frame, width x height.")
 
+    # --- live sources (camcap/sources/, server/sources.py) -----------------------------------------
+    # NAME=URL each; from the environment as JSON: CAMCAP_SOURCES='["door=rtsp://cam/stream1"]'.
+    # SecretStr: URLs often hold a password, which must stay out of repr(), logs and tracebacks.
+    sources: list[SecretStr] = Field(
+        default_factory=list, description="Live sources the server captions continuously: NAME=URL each."
+    )
+
     # --- real-time policies (engine/options.py, engine/scheduler.py) ------------------------------
     # Defaults of every stream; a stream's `config` message may override change_threshold and
     # cut_stale. Measurements behind the threshold: engine/options.py.

@@ -14,7 +14,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from camcap.engine.frames import draft_reduced, fit_short_side
 from camcap.errors import InvalidImageError
 
-_FORMATS_HINT = "expected an image file such as JPEG, PNG or WebP"
+_FORMATS_HINT = "expected an image file such as JPEG, PNG or WebP, or a video file such as MP4"
 
 
 def open_image(path: str | Path, *, max_short_side: int | None = None) -> Image.Image:

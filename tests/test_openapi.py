@@ -54,7 +54,14 @@ def operations(schema: schemathesis.BaseSchema) -> dict[str, schemathesis.APIOpe
 
 
 def test_the_document_describes_every_route(api_schema):
-    assert set(operations(api_schema)) == {"GET /healthz", "GET /v1/info", "GET /metrics", "POST /v1/caption"}
+    assert set(operations(api_schema)) == {
+        "GET /healthz",
+        "GET /v1/info",
+        "GET /metrics",
+        "POST /v1/caption",
+        "GET /v1/sources",
+        "GET /v1/sources/{name}/snapshot.jpg",
+    }
     document = api_schema.raw_schema
     # The refusals camcap itself gives are documented with their body.
     documented = document["paths"]["/v1/caption"]["post"]["responses"]
@@ -70,6 +77,8 @@ POSITIVE, NEGATIVE = schemathesis.GenerationMode.POSITIVE, schemathesis.Generati
     [
         ("GET /healthz", POSITIVE),
         ("GET /v1/info", POSITIVE),
+        ("GET /v1/sources", POSITIVE),
+        ("GET /v1/sources/{name}/snapshot.jpg", POSITIVE),
         ("POST /v1/caption", POSITIVE),
         ("POST /v1/caption", NEGATIVE),
     ],

@@ -9,7 +9,10 @@ from camcap.engine.options import DEFAULT_CHANGE_THRESHOLD
 from camcap.models.options import Detail
 
 # In the order they run. Each is a module of this package with a `run(context)` function.
-SCENARIOS = ("overhead", "transports", "freshness", "frame_size", "batch_scaling", "streams", "gating", "stale_cut")
+SCENARIOS = (
+    "overhead", "transports", "freshness", "frame_size", "batch_scaling", "streams", "gating", "stale_cut",
+    "video_file", "live_source",
+)  # fmt: skip
 SMOKE_MODEL = "random:blip-tiny"
 
 

@@ -1,5 +1,8 @@
 """`camcap caption`: caption image files, and print the captions as text, streamed words or JSON Lines.
 
+Video files (recognised by probing, not by name) go to `camcap.cli._video`: timed cues as
+WebVTT, SRT, JSON Lines or text.
+
 Every file is checked before the model loads, so a typo fails in milliseconds; images are then
 captioned in batches as large as the model allows (one at a time when words stream as text).
 """
@@ -15,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from camcap.cli._settings import model_options, settings_from_args
+from camcap.config import Settings
 from camcap.errors import CamcapError
 from camcap.models.base import Caption, Event, ModelInfo, Task, TaskKind, Token
 
@@ -25,9 +29,14 @@ logger = logging.getLogger("camcap.cli")
 def caption_command(args: argparse.Namespace) -> int:
     from camcap import create_captioner
     from camcap.images import check_image_files, open_image
+    from camcap.sources.probe import classify_file
 
     settings = settings_from_args(args)
     task = _task(args)
+    kinds = {classify_file(path) for path in args.images}
+    if "video" in kinds:
+        return _caption_videos(args, settings, task, mixed=len(kinds) > 1)
+    _video_flags_unused(args)
     # Check the files before loading the model: a typo should fail in milliseconds.
     check_image_files(args.images)
     out = _CaptionOutput(json_lines=args.json, stream=args.stream, name_files=len(args.images) > 1)
@@ -43,6 +52,29 @@ def caption_command(args: argparse.Namespace) -> int:
             for event in captioner.generate(requests):
                 out.show(event, files, info)
     return 0
+
+
+def _caption_videos(args: argparse.Namespace, settings: Settings, task: Task, *, mixed: bool) -> int:
+    from camcap import create_captioner
+    from camcap.cli._video import caption_videos, plan_videos
+
+    if mixed:
+        raise CamcapError("Give either images or videos to one `camcap caption`, not both; run it once for each.")
+    if args.stream:
+        raise CamcapError("--stream is for images; video captions are written as timed cues (see --format).")
+    jobs, fmt, plan = plan_videos(args, settings)
+    with create_captioner(settings.model, model_options(settings)) as captioner:
+        captioner.info.check_task(task)
+        if captioner.info.random_weights:
+            print(f"camcap: {captioner.info.name} has random weights: captions are meaningless words.", file=sys.stderr)
+        return caption_videos(captioner, task, jobs, fmt, plan)
+
+
+def _video_flags_unused(args: argparse.Namespace) -> None:
+    given = [flag for flag, value in (("--every", args.every), ("--on-change", args.on_change),
+             ("--format", args.format), ("-o", args.output)) if value]  # fmt: skip
+    if given:
+        raise CamcapError(f"{', '.join(given)} only apply to videos; for images use --json and shell redirection.")
 
 
 def _task(args: argparse.Namespace) -> Task:

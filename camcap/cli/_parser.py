@@ -12,14 +12,21 @@ from collections.abc import Callable
 from typing import Any
 
 from camcap import __version__
-from camcap.cli import _bench, _caption, _machine, _serve
+from camcap.cli import _bench, _caption, _machine, _serve, _watch
 
 _DESCRIPTIONS = {
     "caption": "Prints one caption per image (with its file name when there are several), the words as the\n"
     "model writes them with --stream, or JSON Lines with --json. Every file is checked before the model\n"
-    "loads. Images are captioned in batches as large as the model allows.",
+    "loads. Images are captioned in batches as large as the model allows.\n\n"
+    "Video files (MP4, MKV, WebM, MOV, AVI, ...) get timed captions: a frame every --every seconds (or\n"
+    "when the picture changes, --on-change) as WebVTT, SRT, JSON Lines or text, to stdout or -o.",
     "serve": "Starts the web page and API on this machine (nothing leaves it) and opens your browser.\n"
     "The model loads in the background; the page says when it is ready.",
+    "watch": "Captions live sources without a page: RTSP/RTSPS cameras (over TCP), HTTP(S) MJPEG and HLS\n"
+    "streams, capture devices (/dev/videoN) and video files played at their own rate (--realtime).\n"
+    "Prints one JSON line per caption (or WebVTT/SRT cues), flushed as they come; source events go to\n"
+    "stderr. Sources that fail are retried with backoff for as long as it runs; credentials in URLs are\n"
+    "never shown. Several sources share one model fairly.",
     "models": "Shows every model spec camcap knows, whether it is downloaded (or built), its size on disk\n"
     "and what it costs to get.",
     "pull": "Fetches a model into the cache now, with a progress bar, so later runs work offline.\n"
@@ -40,6 +47,9 @@ examples:
   camcap caption street.jpg --ask "How many cars are there?" --stream
   camcap caption desk.png --detect mug --json
   camcap caption photo.jpg --model hf:Salesforce/blip-image-captioning-base
+  camcap caption talk.mp4 -o talk.vtt                 # a caption every 2 s, as WebVTT subtitles
+  camcap caption talk.mp4 --on-change --every 10 --format jsonl
+  camcap caption videos/*.mp4 --format srt -o captions/   # one sidecar per video
 """
 
 _SERVE_EXAMPLES = """\
@@ -53,6 +63,14 @@ examples:
 
 Ctrl+C stops it and exits 130; SIGTERM stops it the same way, then ends by that signal (143).
 Both answer requests still waiting (503 server_closing) and close open streams (1012).
+"""
+
+_WATCH_EXAMPLES = """\
+examples:
+  camcap watch rtsp://user:pass@192.168.1.20:554/stream1
+  camcap watch door=rtsp://192.168.1.20/stream1 desk=/dev/video0 --duration 3600 > captions.jsonl
+  camcap watch http://camera.local/mjpeg --format vtt -o live.vtt
+  camcap watch demo.mp4 --realtime --loop --max-captions 10
 """
 
 _PULL_EXAMPLES = """\
@@ -129,7 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common, model, generation, cache],
         epilog=_CAPTION_EXAMPLES,
     )
-    caption.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, WebP, ...)")
+    caption.add_argument(
+        "images", nargs="+", metavar="FILE", help="image files (JPEG, PNG, WebP, ...) or video files (MP4, MKV, ...)"
+    )
     caption.add_argument("--length", choices=("short", "normal", "long"), help="caption length (default: normal)")
     task = caption.add_mutually_exclusive_group()
     task.add_argument("--ask", metavar="QUESTION", help="answer a question about each image instead")
@@ -137,6 +157,20 @@ def build_parser() -> argparse.ArgumentParser:
     task.add_argument("--point", metavar="OBJECT", help="find centre points of an object (models that can)")
     caption.add_argument("--stream", action="store_true", help="print words as the model writes them")
     caption.add_argument("--json", action="store_true", help="one JSON object per image (JSON Lines)")
+    video = caption.add_argument_group("video files")
+    video.add_argument("--every", type=float, metavar="SECONDS", help="caption a frame every SECONDS (default: 2)")
+    video.add_argument(
+        "--on-change",
+        action="store_true",
+        help="caption a frame when the picture changes (by --change-threshold), at least every --every seconds",
+    )
+    video.add_argument(
+        "--change-threshold", type=float, metavar="PERCENT", help="--on-change: share of the picture (default: 0.2)"
+    )
+    video.add_argument("--format", choices=("vtt", "srt", "jsonl", "txt"), help="default: vtt, or -o FILE's suffix")
+    video.add_argument(
+        "-o", "--output", metavar="FILE|FOLDER", help="where captions go (default: stdout); a folder: a file per video"
+    )
 
     serve = command(
         "serve",
@@ -149,6 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on (default: 8000)")
     serve.add_argument(
         "--no-open", dest="open_browser", action="store_const", const=False, help="do not open a browser"
+    )
+    serve.add_argument(
+        "--source",
+        dest="sources",
+        action="append",
+        metavar="NAME=URL",
+        help="caption a live source continuously: rtsp://, http(s)://, /dev/videoN or a video file (looped); "
+        "repeatable. See GET /v1/sources",
     )
     freshness = serve.add_argument_group("freshness and throughput (see docs/benchmarks.md)")
     freshness.add_argument(
@@ -209,6 +251,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     access.add_argument("--cert", metavar="FILE", help="your own PEM certificate (chain) for HTTPS")
     access.add_argument("--key", metavar="FILE", help="the unencrypted PEM private key of --cert")
+
+    watch = command(
+        "watch",
+        _watch.watch_command,
+        "Caption live cameras and streams headless, as JSON Lines or subtitles.",
+        parents=[common, model, generation, cache],
+        epilog=_WATCH_EXAMPLES,
+    )
+    watch.add_argument(
+        "sources", nargs="+", metavar="SOURCE", help="[NAME=]URL: rtsp://, rtsps://, http(s)://, /dev/videoN or a file"
+    )
+    watch.add_argument("--length", choices=("short", "normal", "long"), help="caption length (default: normal)")
+    watch.add_argument("--ask", metavar="QUESTION", help="answer a question about each frame instead")
+    watch.set_defaults(detect=None, point=None)
+    watch.add_argument("--format", choices=("jsonl", "vtt", "srt"), help="default: jsonl, or -o FILE's suffix")
+    watch.add_argument("-o", "--output", metavar="FILE", help="write captions to FILE (default: stdout)")
+    watch.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    watch.add_argument("--max-captions", type=int, metavar="N", help="stop after N captions")
+    watch.add_argument("--realtime", action="store_true", help="play video files as live sources, at their own rate")
+    watch.add_argument("--loop", action="store_true", help="with --realtime: start a file again at its end")
+    watch.add_argument("--change-threshold", type=float, metavar="PERCENT", help="skip unchanged frames (default: 0.2)")
+    watch.add_argument("--max-batch", type=int, metavar="N", help="most frames of different sources per batch")
 
     models = command(
         "models",

@@ -18,7 +18,7 @@ from camcap.models.options import ModelOptions
 # Flags that map one-to-one onto Settings fields (argparse dest == field name).
 _SETTINGS_FLAGS = (
     "model", "device", "dtype", "max_new_tokens", "detail", "compile", "cache_dir", "host", "port", "open_browser",
-    "change_threshold", "cut_stale", "max_batch", "batch_window_ms",
+    "change_threshold", "cut_stale", "max_batch", "batch_window_ms", "sources",
 )  # fmt: skip
 
 # `serve`'s access and HTTPS flags, also Settings fields (docs/security.md).

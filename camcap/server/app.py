@@ -18,7 +18,7 @@ from camcap import __version__
 from camcap.config import Settings
 from camcap.engine.frames import DecodeBudget
 from camcap.models.base import Captioner
-from camcap.server import http, metrics, page, websocket
+from camcap.server import http, metrics, page, sources, websocket
 from camcap.server.closing import ClosingNotice
 from camcap.server.convert import frame_limits
 from camcap.server.host import ModelHost
@@ -73,13 +73,17 @@ def create_app(settings: Settings, captioner: Captioner | None = None) -> FastAP
     )
     server_metrics = metrics.ServerMetrics()
     host = ModelHost(settings, captioner, observer=server_metrics)
+    source_hub = sources.SourceHub.from_settings(settings, host)
+    sources.install(source_hub, server_metrics.registry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         host.start()
+        source_hub.start()
         try:
             yield
         finally:
+            await source_hub.aclose()
             await host.aclose()
 
     # No /docs or /redoc: FastAPI's pages load their scripts, styles and favicon from CDNs, and
@@ -89,6 +93,7 @@ def create_app(settings: Settings, captioner: Captioner | None = None) -> FastAP
     app.state.settings = settings
     app.state.host = host
     app.state.metrics = server_metrics
+    app.state.sources = source_hub
     app.state.frame_limits = frame_limits(settings)
     app.state.stream_limits = StreamLimits.from_settings(settings)
     # Shared and mutable: counts the clients being served (streams and one-shot captions).
@@ -111,6 +116,8 @@ def create_app(settings: Settings, captioner: Captioner | None = None) -> FastAP
     app.include_router(http.router)
     app.include_router(metrics.router)
     app.add_api_websocket_route("/v1/stream", websocket.stream_endpoint)
+    app.include_router(sources.router)
+    app.add_api_websocket_route("/v1/sources/stream", sources.sources_endpoint)
     app.include_router(page.router)
     page.mount_static(app)
     return app

@@ -57,6 +57,7 @@ class ErrorCode(str, enum.Enum):
     TOO_MANY_STREAMS = "too_many_streams"  # max_streams clients are being served already
     UPLOAD_TIMEOUT = "upload_timeout"  # an HTTP request body did not arrive within upload_timeout_s (408)
     UPLOADS_BUSY = "uploads_busy"  # max_upload_bytes_in_flight are being received already (503)
+    UNKNOWN_SOURCE = "unknown_source"  # no live source has that name (GET /v1/sources lists them)
 
 
 class _Message(BaseModel):
