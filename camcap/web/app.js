@@ -5,6 +5,8 @@
 import { Camera } from "./camera.js";
 import { Controls } from "./controls.js";
 import { FrameGrabber, nowMs, packFrame } from "./frames.js";
+import { CaptionHistory } from "./history.js";
+import { HistoryPanel } from "./history-panel.js";
 import { Pacer } from "./pacer.js";
 import { Connection } from "./stream.js";
 import { View } from "./ui.js";
@@ -15,6 +17,11 @@ const camera = new Camera(view.video);
 const grabber = new FrameGrabber();
 const connection = new Connection();
 const pacer = new Pacer(sendFrame);
+const history = new CaptionHistory();
+const historyPanel = new HistoryPanel(document.getElementById("history"), history, {
+  button: document.getElementById("history-btn"),
+  notify: (message) => view.flash(message),
+});
 
 const state = {
   /** @type {"off" | "starting" | "on" | "error"} */
@@ -224,6 +231,13 @@ connection.addEventListener("caption", ({ detail }) => {
   const ageMs = detail.captured_at ? nowMs() - detail.captured_at : null;
   const label = detail.task === "query" ? controls.configMessage()?.question : null;
   view.captionFinal(detail, { ageMs, label: label ? `Q: ${label} A:` : null });
+  history.add({
+    text: detail.text,
+    capturedAt: detail.captured_at,
+    finishedAt: nowMs(),
+    task: detail.task,
+    label: label ? `Q: ${label}` : null,
+  });
   pacer.done(detail.seq);
 });
 
@@ -231,6 +245,7 @@ connection.addEventListener("unchanged", ({ detail }) => {
   // The scene has not changed since the caption on screen: it stays up, and this answer frees the
   // pacer like a caption would (a page waiting for a caption here would stall).
   view.captionUnchanged(detail);
+  history.stillTrue(detail.captured_at);
   pacer.done(detail.seq, { unchanged: true });
 });
 
@@ -275,6 +290,10 @@ fullscreenButton.addEventListener("click", () => {
   else view.stage.requestFullscreen().catch((error) => view.flash(`Fullscreen was refused: ${error.message}`));
 });
 document.addEventListener("fullscreenchange", () => view.setFullscreen(Boolean(document.fullscreenElement)));
+
+// One panel at a time: History and Settings open in the same place.
+document.getElementById("history-btn").addEventListener("click", () => controls.close({ returnFocus: false }));
+document.getElementById("settings-btn").addEventListener("click", () => historyPanel.close({ returnFocus: false }));
 
 controls.addEventListener("camera", () => {
   if (state.camera === "on") startCamera();
