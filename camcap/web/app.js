@@ -8,6 +8,7 @@ import { FrameGrabber, nowMs, packFrame } from "./frames.js";
 import { CaptionHistory } from "./history.js";
 import { HistoryPanel } from "./history-panel.js";
 import { Pacer } from "./pacer.js";
+import { bindSpeechControls, Speaker } from "./speech.js";
 import { Connection } from "./stream.js";
 import { View } from "./ui.js";
 
@@ -17,6 +18,8 @@ const camera = new Camera(view.video);
 const grabber = new FrameGrabber();
 const connection = new Connection();
 const pacer = new Pacer(sendFrame);
+const speaker = new Speaker();
+bindSpeechControls(speaker);
 const history = new CaptionHistory();
 const historyPanel = new HistoryPanel(document.getElementById("history"), history, {
   button: document.getElementById("history-btn"),
@@ -113,6 +116,7 @@ async function startCamera() {
 function stopCamera() {
   pacer.stop();
   camera.stop();
+  speaker.stop();
   // The caption describes a picture no longer shown: take it down with the video.
   view.clearCaption();
   setCamera("off");
@@ -230,7 +234,10 @@ connection.addEventListener("token", ({ detail }) => view.captionToken(detail.se
 connection.addEventListener("caption", ({ detail }) => {
   const ageMs = detail.captured_at ? nowMs() - detail.captured_at : null;
   const label = detail.task === "query" ? controls.configMessage()?.question : null;
-  view.captionFinal(detail, { ageMs, label: label ? `Q: ${label} A:` : null });
+  // Spoken or announced to screen readers, never both (speech.js says why).
+  view.captionFinal(detail, { ageMs, label: label ? `Q: ${label} A:` : null, announce: speaker.announces });
+  // A caption that lands after the camera stopped describes nothing on screen: not read out.
+  if (state.camera === "on") speaker.say(label ? `${label} ${detail.text}` : detail.text);
   history.add({
     text: detail.text,
     capturedAt: detail.captured_at,

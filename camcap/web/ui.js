@@ -115,7 +115,7 @@ export class View {
   }
 
   /** The final text of frame `seq`: authoritative, it replaces whatever the tokens built. */
-  captionFinal(event, { ageMs, label }) {
+  captionFinal(event, { ageMs, label, announce = true }) {
     const { box, text, live } = this.caption;
     this.captionSeq = event.seq;
     box.hidden = false;
@@ -126,7 +126,8 @@ export class View {
     if (following) box.scrollTop = box.scrollHeight;
     this.finalText = event.text;
     // Only finished captions go to the live region: a screen reader then reads whole sentences.
-    live.textContent = label ? `${label} ${event.text}` : event.text;
+    // Not while they are spoken aloud (speech.js): nobody should hear a caption twice.
+    live.textContent = announce ? (label ? `${label} ${event.text}` : event.text) : "";
 
     const t = event.timings ?? {};
     this.skippedTotal += event.skipped ?? 0;
