@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from camcap import __version__
@@ -145,6 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on (default: 8000)")
     serve.add_argument(
         "--no-open", dest="open_browser", action="store_const", const=False, help="do not open a browser"
+    )
+    serve.add_argument(
+        "--log",
+        type=Path,
+        metavar="FILE",
+        help="append every caption event (all streams) to FILE as JSON Lines, rotated by size "
+        "(CAMCAP_LOG_MAX_BYTES, default 10 MiB); without it nothing about the streams is written",
     )
     freshness = serve.add_argument_group("freshness and throughput (see docs/benchmarks.md)")
     freshness.add_argument(

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from camcap import __version__
 from camcap.config import Settings
 from camcap.models.base import Captioner
+from camcap.outputs.log import CaptionLog, ObserverGroup
 from camcap.server import http, metrics, page, websocket
 from camcap.server.convert import frame_limits
 from camcap.server.host import ModelHost
@@ -64,15 +65,22 @@ def create_app(settings: Settings, captioner: Captioner | None = None) -> FastAP
         extra_hosts=settings.allow_hosts,
     )
     server_metrics = metrics.ServerMetrics()
-    host = ModelHost(settings, captioner, observer=server_metrics)
+    # Nothing about the streams is written unless asked (`serve --log FILE`).
+    caption_log = None if settings.log is None else CaptionLog(settings.log, settings.log_max_bytes, lambda: host.info)
+    observer = server_metrics if caption_log is None else ObserverGroup(server_metrics, caption_log)
+    host = ModelHost(settings, captioner, observer=observer)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if caption_log is not None:
+            caption_log.start()
         host.start()
         try:
             yield
         finally:
             await host.aclose()
+            if caption_log is not None:
+                caption_log.close()
 
     app = FastAPI(title="camcap", version=__version__, lifespan=lifespan)
     # Shared and read-only for route code; per-connection state lives in server.session.Session.
