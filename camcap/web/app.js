@@ -7,6 +7,7 @@ import { Controls } from "./controls.js";
 import { FrameGrabber, nowMs, packFrame } from "./frames.js";
 import { CaptionHistory } from "./history.js";
 import { HistoryPanel } from "./history-panel.js";
+import { Overlay } from "./overlay.js";
 import { Pacer } from "./pacer.js";
 import { bindSpeechControls, Speaker } from "./speech.js";
 import { Connection } from "./stream.js";
@@ -18,6 +19,11 @@ const camera = new Camera(view.video);
 const grabber = new FrameGrabber();
 const connection = new Connection();
 const pacer = new Pacer(sendFrame);
+const overlay = new Overlay(
+  document.querySelector("#tile .tile-media"),
+  view.video,
+  document.getElementById("detections"),
+);
 const speaker = new Speaker();
 bindSpeechControls(speaker);
 const history = new CaptionHistory();
@@ -77,7 +83,11 @@ function applyPacing() {
 function sendConfig() {
   const message = controls.configMessage();
   if (message === null) {
-    view.flash("Type a question to ask of every frame; until then the previous task continues.");
+    view.flash(
+      controls.settings.task === "query"
+        ? "Type a question to ask of every frame; until then the previous task continues."
+        : "Type the name of an object to find; until then the previous task continues.",
+    );
     return;
   }
   view.setCaptionLabel(message.task === "query" ? `Q: ${message.question}` : null);
@@ -119,6 +129,7 @@ function stopCamera() {
   speaker.stop();
   // The caption describes a picture no longer shown: take it down with the video.
   view.clearCaption();
+  overlay.clear();
   setCamera("off");
 }
 
@@ -234,8 +245,17 @@ connection.addEventListener("token", ({ detail }) => view.captionToken(detail.se
 connection.addEventListener("caption", ({ detail }) => {
   const ageMs = detail.captured_at ? nowMs() - detail.captured_at : null;
   const label = detail.task === "query" ? controls.configMessage()?.question : null;
+  // Boxes and points go on the picture, and in words to the detections list and the announcement.
+  const located = detail.task === "detect" || detail.task === "point";
+  overlay.show(located ? detail : {}, located ? controls.settings.target.trim() : "");
+  const where = overlay.describe().join("; ");
   // Spoken or announced to screen readers, never both (speech.js says why).
-  view.captionFinal(detail, { ageMs, label: label ? `Q: ${label} A:` : null, announce: speaker.announces });
+  view.captionFinal(detail, {
+    ageMs,
+    label: label ? `Q: ${label} A:` : null,
+    announce: speaker.announces,
+    details: where,
+  });
   // A caption that lands after the camera stopped describes nothing on screen: not read out.
   if (state.camera === "on") speaker.say(label ? `${label} ${detail.text}` : detail.text);
   history.add({
@@ -287,6 +307,7 @@ document.getElementById("mirror-btn").addEventListener("click", () => {
   const mirror = !controls.settings.mirror;
   controls.setMirror(mirror);
   view.setMirror(mirror);
+  overlay.setMirror(mirror);
 });
 
 const fullscreenButton = document.getElementById("fullscreen-btn");
@@ -320,6 +341,7 @@ setInterval(() => {
 }, 1000);
 
 view.setMirror(controls.settings.mirror);
+overlay.setMirror(controls.settings.mirror);
 view.setCameraState("off");
 applyPacing();
 render();

@@ -115,7 +115,7 @@ export class View {
   }
 
   /** The final text of frame `seq`: authoritative, it replaces whatever the tokens built. */
-  captionFinal(event, { ageMs, label, announce = true }) {
+  captionFinal(event, { ageMs, label, announce = true, details = "" }) {
     const { box, text, live } = this.caption;
     this.captionSeq = event.seq;
     box.hidden = false;
@@ -127,7 +127,9 @@ export class View {
     this.finalText = event.text;
     // Only finished captions go to the live region: a screen reader then reads whole sentences.
     // Not while they are spoken aloud (speech.js): nobody should hear a caption twice.
-    live.textContent = announce ? (label ? `${label} ${event.text}` : event.text) : "";
+    // `details`: where detected objects are, in words (overlay.js).
+    const said = `${label ? `${label} ` : ""}${event.text}${details ? `: ${details}` : ""}`;
+    live.textContent = announce ? said : "";
 
     const t = event.timings ?? {};
     this.skippedTotal += event.skipped ?? 0;
