@@ -183,6 +183,14 @@ def test_history_lists_the_captions_shown_and_downloads_parse(
     entries.first.get_by_role("button").click()
     assert page.evaluate("navigator.clipboard.readText()") == text.splitlines()[-1]
 
+    # On a phone the panel fits between the header and the controls, which stay usable.
+    page.set_viewport_size({"width": 390, "height": 844})
+    panel = page.locator("#history").bounding_box()
+    bar = page.locator(".bar").bounding_box()
+    assert panel["y"] >= 0 and panel["x"] >= 0 and panel["x"] + panel["width"] <= 390
+    assert panel["y"] + panel["height"] <= bar["y"] + 0.5, f"the panel {panel} runs under the controls {bar}"
+    page.screenshot(path=artifact("history-panel-phone.png"))
+
     page.get_by_role("button", name="Clear").click()
     expect(entries).to_have_count(0)
     expect(page.locator("#history [data-role=empty]")).to_be_visible()
