@@ -133,6 +133,10 @@ class Settings(BaseSettings):
     # The wire schema (server/messages.py) caps a question at 500 characters; this can only lower it.
     max_question_chars: int = Field(500, ge=1, le=500, description="Longest question or object name, in characters.")
 
+    # --- outputs (outputs/log.py) -----------------------------------------------------------------
+    log: Path | None = Field(None, description="Append every caption event to this JSON Lines file (serve --log).")
+    log_max_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Rotate the caption log past this size.")
+
     def serves_https(self) -> bool:
         """Whether the server speaks TLS: as set, else when given a certificate or listening beyond loopback."""
         if self.https is not None:

@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 
 from camcap.errors import ModelNotAvailableError
-from camcap.models._prompts import CHAT_INSTRUCTIONS
+from camcap.models._prompts import CHAT_INSTRUCTIONS, florence2_boxes
 from camcap.models._streaming import BatchStreamer, RowDone, RowText, StreamEvent
-from camcap.models.base import CAPTION_LENGTHS, Caption, Task, TaskKind, Token
+from camcap.models.base import CAPTION_LENGTHS, Box, Caption, Task, TaskKind, Token
 from camcap.models.options import ModelOptions
 from camcap.models.random_checkpoints import ensure_checkpoint
 from camcap.models.registry import create_captioner
@@ -77,7 +77,7 @@ def test_streamer_holds_back_the_last_word_until_it_is_complete() -> None:
     events = stream([[1], [5], [6], [4]])
     deltas = [event.text for event in events if isinstance(event, RowText)]
     assert deltas == ["a", " walking", " far"]
-    assert events[-1] == RowDone(0, "a walking far", 4, events[-1].finished_at)  # type: ignore[union-attr]
+    assert events[-1] == RowDone(0, "a walking far", 4, events[-1].finished_at, (1, 5, 6, 4))  # type: ignore[union-attr]
 
 
 def test_streamer_splits_rows_and_ends_each_at_its_stop_token() -> None:
@@ -139,7 +139,7 @@ def test_a_missing_folder_is_reported_as_a_folder(tmp_path: Path) -> None:
     [
         ("blip-tiny", 384, (TaskKind.CAPTION,)),
         ("git-tiny", 224, (TaskKind.CAPTION, TaskKind.QUERY)),
-        ("florence2-tiny", 768, (TaskKind.CAPTION,)),
+        ("florence2-tiny", 768, (TaskKind.CAPTION, TaskKind.DETECT)),
         ("smolvlm-tiny", 512, (TaskKind.CAPTION, TaskKind.QUERY)),
     ],
 )
@@ -163,6 +163,34 @@ def test_florence2_lengths_use_its_three_caption_tasks(load: Load) -> None:
     assert short == "what does the image describe ?"
     assert normal.startswith("describe in detail what is shown")
     assert long.startswith("describe with [unk] paragraph") or long.startswith("describe with a paragraph")
+
+
+def test_florence2_detects_with_its_object_detection_task(load: Load) -> None:
+    captioner = load("florence2-tiny")
+    [prompt] = prompt_text(captioner, [Task.detect("car")])
+    # The processor's words for <OD>, "Locate the objects with category name in the image.", as far
+    # as the tiny test vocabulary knows them.
+    assert prompt.endswith("in the image .") and prompt not in prompt_text(captioner, [Task.caption()])
+    events = list(captioner.generate([(FRAME, Task.detect("car")), (FRAME, Task.caption())]))
+    detect_tokens = [e.text for e in events if isinstance(e, Token) and e.index == 0]
+    [detected] = [e for e in events if isinstance(e, Caption) and e.index == 0]
+    # Random weights write no location tokens, so nothing is found; the wiring is what is checked:
+    # no location-token gibberish streamed, one delta with the final text, boxes beside it.
+    assert detected.text == f"{len(detected.boxes)} × car" and detect_tokens == [detected.text]
+    assert detected.task == Task.detect("car")
+
+
+def test_florence2_boxes_are_read_from_its_location_tokens() -> None:
+    answer = (
+        "</s><s>car<loc_100><loc_200><loc_299><loc_599>person<loc_0><loc_0><loc_999><loc_999>"
+        "cars<loc_900><loc_10><loc_800><loc_20></s>"
+    )
+    assert florence2_boxes(answer, "Car") == (
+        Box(0.1005, 0.2005, 0.2995, 0.5995),
+        Box(0.8005, 0.0105, 0.9005, 0.0205),  # corners in either order
+    )
+    assert florence2_boxes(answer, "person") == (Box(0.0005, 0.0005, 0.9995, 0.9995),)
+    assert florence2_boxes(answer, "dog") == ()
 
 
 def test_git_reads_the_question_after_its_start_token(load: Load) -> None:

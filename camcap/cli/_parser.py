@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from camcap import __version__
@@ -191,6 +192,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=URL",
         help="caption a live source continuously: rtsp://, http(s)://, /dev/videoN or a video file (looped); "
         "repeatable. See GET /v1/sources",
+    )
+    serve.add_argument(
+        "--log",
+        type=Path,
+        metavar="FILE",
+        help="append every caption event (all streams) to FILE as JSON Lines, rotated by size "
+        "(CAMCAP_LOG_MAX_BYTES, default 10 MiB); without it nothing about the streams is written",
     )
     freshness = serve.add_argument_group("freshness and throughput (see docs/benchmarks.md)")
     freshness.add_argument(

@@ -24,10 +24,13 @@ _SETTINGS_FLAGS = (
 # `serve`'s access and HTTPS flags, also Settings fields (docs/security.md).
 _ACCESS_FLAGS = ("token", "loopback_token", "allow_origins", "allow_hosts", "https", "cert", "key")
 
+# `serve --log FILE` (outputs/log.py).
+_OUTPUT_FLAGS = ("log",)
+
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """Settings from the flags given; flags left out fall back to CAMCAP_* variables, then defaults."""
-    names = (*_SETTINGS_FLAGS, *_ACCESS_FLAGS)
+    names = (*_SETTINGS_FLAGS, *_ACCESS_FLAGS, *_OUTPUT_FLAGS)
     given = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     try:
         return Settings(**given)

@@ -7,8 +7,9 @@ GIT                            CAPTION, QUERY. GIT's VQA checkpoints (git-base-v
     git-base-textvqa) are this same class, prompted with "[CLS] question"; a captioning
     checkpoint accepts a question too, but answers it poorly. Lengths give the same caption.
 Florence-2                     CAPTION: short/normal/long are its <CAPTION>, <DETAILED_CAPTION>
-    and <MORE_DETAILED_CAPTION> tasks. Its prompts are a fixed set of task tokens; the released
-    checkpoints have no free-question task, so no QUERY.
+    and <MORE_DETAILED_CAPTION> tasks. DETECT: its <OD> task (object detection), keeping the
+    objects whose category names the target. Its prompts are a fixed set of task tokens; the
+    released checkpoints have no free-question task, so no QUERY.
 Chat models (a chat template: SmolVLM, Idefics3, ...)  CAPTION (an instruction per length),
     QUERY (the question as the user turn).
 Other encoder-decoders (e.g. VisionEncoderDecoder)     CAPTION from the image alone.
@@ -16,12 +17,13 @@ Other encoder-decoders (e.g. VisionEncoderDecoder)     CAPTION from the image al
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from camcap.errors import UnknownModelSpecError
-from camcap.models.base import CaptionLength, Task, TaskKind
+from camcap.models.base import Box, CaptionLength, Task, TaskKind
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -37,8 +39,14 @@ FLORENCE2_TASKS: dict[CaptionLength, str] = {
     "normal": "<DETAILED_CAPTION>",
     "long": "<MORE_DETAILED_CAPTION>",
 }
+FLORENCE2_DETECT = "<OD>"
 CAPTION_ONLY = (TaskKind.CAPTION,)
 CAPTION_AND_QUERY = (TaskKind.CAPTION, TaskKind.QUERY)
+CAPTION_AND_DETECT = (TaskKind.CAPTION, TaskKind.DETECT)
+# Florence-2 writes each object as its category name then four location tokens, x1 y1 x2 y2, each
+# a bin of 1/1000 of the image's width or height: "car<loc_52><loc_335><loc_900><loc_780>".
+_FLORENCE2_OBJECT = re.compile(r"([^<>]*?)\s*<loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)>")
+_FLORENCE2_BINS = 1000
 
 
 @dataclass(frozen=True)
@@ -62,7 +70,9 @@ class PromptStyle:
             texts = [f"{cls} {task.question}" if task.kind is TaskKind.QUERY else cls for task in tasks]
             return processor(images=images, text=texts, add_special_tokens=False, padding=True, return_tensors="pt")
         if self.kind == "florence2":
-            texts = [FLORENCE2_TASKS[task.length] for task in tasks]
+            texts = [
+                FLORENCE2_DETECT if task.kind is TaskKind.DETECT else FLORENCE2_TASKS[task.length] for task in tasks
+            ]
             return processor(images=images, text=texts, padding=True, return_tensors="pt")
         if self.kind == "chat":
             texts = [processor.apply_chat_template(_conversation(task), add_generation_prompt=True) for task in tasks]
@@ -82,7 +92,7 @@ def prompt_style(model: PreTrainedModel, processor: ProcessorMixin) -> PromptSty
     if model_type == "git":
         return PromptStyle("git", CAPTION_AND_QUERY, left_padding=True)
     if model_type == "florence2":
-        return PromptStyle("florence2", CAPTION_ONLY, left_padding=False)
+        return PromptStyle("florence2", CAPTION_AND_DETECT, left_padding=False)
     if getattr(processor, "chat_template", None):
         return PromptStyle("chat", CAPTION_AND_QUERY, left_padding=not encoder_decoder)
     if encoder_decoder:
@@ -133,3 +143,25 @@ def _instruction(task: Task) -> str:
     if task.kind is TaskKind.QUERY:
         return task.question or ""
     return CHAT_INSTRUCTIONS[task.length]
+
+
+def florence2_boxes(text: str, target: str) -> tuple[Box, ...]:
+    """The boxes of an <OD> answer (decoded with its special tokens) whose category is `target`.
+
+    A category matches when it names the target, ignoring case and a plural "s" ("person" finds
+    "person" and "persons"). Coordinates are each bin's centre, as Florence-2's processor
+    dequantises them, normalised to 0..1.
+    """
+    wanted = _singular(target)
+    boxes = []
+    for match in _FLORENCE2_OBJECT.finditer(text.replace("<s>", "").replace("</s>", "").replace("<pad>", "")):
+        if _singular(match.group(1)) != wanted:
+            continue
+        x1, y1, x2, y2 = ((int(value) + 0.5) / _FLORENCE2_BINS for value in match.groups()[1:])
+        boxes.append(Box(min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)))
+    return tuple(boxes)
+
+
+def _singular(name: str) -> str:
+    words = name.strip().lower()
+    return words[:-1] if words.endswith("s") and not words.endswith("ss") else words

@@ -36,12 +36,14 @@ class RowText:
 
 @dataclass(frozen=True)
 class RowDone:
-    """Row `row` is complete: its full text, its new-token count and when it ended."""
+    """Row `row` is complete: its full text, its new-token count and when it ended, and its token
+    ids (stop ids left out) for results that are not plain text (Florence-2's boxes)."""
 
     row: int
     text: str
     tokens: int
     finished_at: float
+    ids: tuple[int, ...] = ()
 
 
 StreamEvent = RowText | RowDone
@@ -110,7 +112,7 @@ class BatchStreamer(BaseStreamer):
     def _finish(self, row: int, now: float) -> None:
         self._flush(row, final=True)
         self._done[row] = True
-        self._emit(RowDone(row, self._printed[row], self._counts[row], now))
+        self._emit(RowDone(row, self._printed[row], self._counts[row], now, tuple(self._ids[row])))
 
     def _flush(self, row: int, *, final: bool) -> None:
         """Emit the row's text that can no longer change."""

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from camcap.errors import ModelNotAvailableError, UnknownModelSpecError
-from camcap.models._prompts import PromptStyle, input_size, prompt_style
+from camcap.models._prompts import PromptStyle, florence2_boxes, input_size, prompt_style
 from camcap.models._quiet import quiet_load
 from camcap.models._streaming import BatchStreamer, CancelCriteria, RowDone, RowText, StreamEvent
-from camcap.models.base import Caption, Captioner, Event, ModelInfo, Request, Timings, Token
+from camcap.models.base import Box, Caption, Captioner, Event, ModelInfo, Request, TaskKind, Timings, Token
 from camcap.models.device import choose_device
 from camcap.models.hub import resolve_snapshot
 from camcap.models.options import ModelOptions
@@ -219,19 +219,31 @@ class TransformersCaptioner(Captioner):
             daemon=True,
         )
         worker.start()
+        # Detection rows answer in location tokens, not words: nothing is streamed for them, and
+        # their final text says what was found (as Moondream's does), with the boxes beside it.
+        detecting = {row for row, (_, task) in enumerate(requests) if task.kind is TaskKind.DETECT}
         try:
             remaining = len(requests)
             while remaining:
                 event = events.get()
                 if isinstance(event, RowText):
-                    yield Token(event.row, event.text)
+                    if event.row not in detecting:
+                        yield Token(event.row, event.text)
                 elif isinstance(event, RowDone):
                     remaining -= 1
                     first = streamer.first_token_at or event.finished_at
+                    task = requests[event.row][1]
+                    text = event.text
+                    boxes: tuple[Box, ...] = ()
+                    if event.row in detecting:
+                        boxes = self._boxes(loaded, event.ids, task.target or "")
+                        text = f"{len(boxes)} × {(task.target or '').strip()}"
+                        yield Token(event.row, text)
                     yield Caption(
                         index=event.row,
-                        text=event.text,
-                        task=requests[event.row][1],
+                        text=text,
+                        task=task,
+                        boxes=boxes,
                         timings=Timings(
                             preprocess_ms=preprocess_ms,
                             first_token_ms=_ms(started[0], first),
@@ -289,6 +301,12 @@ class TransformersCaptioner(Captioner):
             events.put(_Failed(exc))
         else:
             events.put(_FINISHED)
+
+    @staticmethod
+    def _boxes(loaded: _Loaded, ids: Sequence[int], target: str) -> tuple[Box, ...]:
+        """A detection row's boxes: its ids decoded with the location tokens kept."""
+        raw = loaded.processor.tokenizer.decode(list(ids), skip_special_tokens=False)
+        return florence2_boxes(raw, target)
 
     def _preprocess(self, loaded: _Loaded, requests: list[Request]) -> Any:
         images = [image if image.mode == "RGB" else image.convert("RGB") for image, _ in requests]

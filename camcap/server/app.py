@@ -18,6 +18,7 @@ from camcap import __version__
 from camcap.config import Settings
 from camcap.engine.frames import DecodeBudget
 from camcap.models.base import Captioner
+from camcap.outputs.log import CaptionLog, ObserverGroup
 from camcap.server import http, metrics, page, sources, websocket
 from camcap.server.closing import ClosingNotice
 from camcap.server.convert import frame_limits
@@ -72,12 +73,17 @@ def create_app(settings: Settings, captioner: Captioner | None = None) -> FastAP
         extra_hosts=settings.allow_hosts,
     )
     server_metrics = metrics.ServerMetrics()
-    host = ModelHost(settings, captioner, observer=server_metrics)
+    # Nothing about the streams is written unless asked (`serve --log FILE`).
+    caption_log = None if settings.log is None else CaptionLog(settings.log, settings.log_max_bytes, lambda: host.info)
+    observer = server_metrics if caption_log is None else ObserverGroup(server_metrics, caption_log)
+    host = ModelHost(settings, captioner, observer=observer)
     source_hub = sources.SourceHub.from_settings(settings, host)
     sources.install(source_hub, server_metrics.registry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if caption_log is not None:
+            caption_log.start()
         host.start()
         source_hub.start()
         try:
@@ -85,6 +91,8 @@ def create_app(settings: Settings, captioner: Captioner | None = None) -> FastAP
         finally:
             await source_hub.aclose()
             await host.aclose()
+            if caption_log is not None:
+                caption_log.close()
 
     # No /docs or /redoc: FastAPI's pages load their scripts, styles and favicon from CDNs, and
     # nothing camcap serves may make a browser reach off the machine. /openapi.json stays.

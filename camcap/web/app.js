@@ -5,7 +5,11 @@
 import { Camera } from "./camera.js";
 import { Controls } from "./controls.js";
 import { FrameGrabber, nowMs, packFrame } from "./frames.js";
+import { CaptionHistory } from "./history.js";
+import { HistoryPanel } from "./history-panel.js";
+import { Overlay } from "./overlay.js";
 import { Pacer } from "./pacer.js";
+import { bindSpeechControls, Speaker } from "./speech.js";
 import { Connection } from "./stream.js";
 import { View } from "./ui.js";
 
@@ -27,6 +31,18 @@ const camera = new Camera(view.video);
 const grabber = new FrameGrabber();
 const connection = new Connection();
 const pacer = new Pacer(sendFrame);
+const overlay = new Overlay(
+  document.querySelector("#tile .tile-media"),
+  view.video,
+  document.getElementById("detections"),
+);
+const speaker = new Speaker();
+bindSpeechControls(speaker);
+const history = new CaptionHistory();
+const historyPanel = new HistoryPanel(document.getElementById("history"), history, {
+  button: document.getElementById("history-btn"),
+  notify: (message) => view.flash(message),
+});
 
 const state = {
   /** @type {"off" | "starting" | "on" | "error"} */
@@ -79,7 +95,11 @@ function applyPacing() {
 function sendConfig() {
   const message = controls.configMessage();
   if (message === null) {
-    view.flash("Type a question to ask of every frame; until then the previous task continues.");
+    view.flash(
+      controls.settings.task === "query"
+        ? "Type a question to ask of every frame; until then the previous task continues."
+        : "Type the name of an object to find; until then the previous task continues.",
+    );
     return;
   }
   view.setCaptionLabel(message.task === "query" ? `Q: ${message.question}` : null);
@@ -118,8 +138,10 @@ async function startCamera() {
 function stopCamera() {
   pacer.stop();
   camera.stop();
+  speaker.stop();
   // The caption describes a picture no longer shown: take it down with the video.
   view.clearCaption();
+  overlay.clear();
   setCamera("off");
 }
 
@@ -235,7 +257,26 @@ connection.addEventListener("token", ({ detail }) => view.captionToken(detail.se
 connection.addEventListener("caption", ({ detail }) => {
   const ageMs = detail.captured_at ? nowMs() - detail.captured_at : null;
   const label = detail.task === "query" ? controls.configMessage()?.question : null;
-  view.captionFinal(detail, { ageMs, label: label ? `Q: ${label} A:` : null });
+  // Boxes and points go on the picture, and in words to the detections list and the announcement.
+  const located = detail.task === "detect" || detail.task === "point";
+  overlay.show(located ? detail : {}, located ? controls.settings.target.trim() : "");
+  const where = overlay.describe().join("; ");
+  // Spoken or announced to screen readers, never both (speech.js says why).
+  view.captionFinal(detail, {
+    ageMs,
+    label: label ? `Q: ${label} A:` : null,
+    announce: speaker.announces,
+    details: where,
+  });
+  // A caption that lands after the camera stopped describes nothing on screen: not read out.
+  if (state.camera === "on") speaker.say(label ? `${label} ${detail.text}` : detail.text);
+  history.add({
+    text: detail.text,
+    capturedAt: detail.captured_at,
+    finishedAt: nowMs(),
+    task: detail.task,
+    label: label ? `Q: ${label}` : null,
+  });
   pacer.done(detail.seq);
 });
 
@@ -243,6 +284,7 @@ connection.addEventListener("unchanged", ({ detail }) => {
   // The scene has not changed since the caption on screen: it stays up, and this answer frees the
   // pacer like a caption would (a page waiting for a caption here would stall).
   view.captionUnchanged(detail);
+  history.stillTrue(detail.captured_at);
   pacer.done(detail.seq, { unchanged: true });
 });
 
@@ -277,6 +319,7 @@ document.getElementById("mirror-btn").addEventListener("click", () => {
   const mirror = !controls.settings.mirror;
   controls.setMirror(mirror);
   view.setMirror(mirror);
+  overlay.setMirror(mirror);
 });
 
 const fullscreenButton = document.getElementById("fullscreen-btn");
@@ -287,6 +330,10 @@ fullscreenButton.addEventListener("click", () => {
   else view.stage.requestFullscreen().catch((error) => view.flash(`Fullscreen was refused: ${error.message}`));
 });
 document.addEventListener("fullscreenchange", () => view.setFullscreen(Boolean(document.fullscreenElement)));
+
+// One panel at a time: History and Settings open in the same place.
+document.getElementById("history-btn").addEventListener("click", () => controls.close({ returnFocus: false }));
+document.getElementById("settings-btn").addEventListener("click", () => historyPanel.close({ returnFocus: false }));
 
 controls.addEventListener("camera", () => {
   if (state.camera === "on") startCamera();
@@ -306,6 +353,7 @@ setInterval(() => {
 }, 1000);
 
 view.setMirror(controls.settings.mirror);
+overlay.setMirror(controls.settings.mirror);
 view.setCameraState("off");
 applyPacing();
 render();

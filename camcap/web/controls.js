@@ -6,7 +6,8 @@ const STORAGE_KEY = "camcap.settings.v1";
 /**
  * @typedef {{
  *   deviceId: string, mirror: boolean, pacing: "live" | "interval", minGap: number, interval: number,
- *   quality: number, task: "caption" | "query", length: "short" | "normal" | "long", question: string,
+ *   quality: number, task: "caption" | "query" | "detect" | "point", length: "short" | "normal" | "long",
+ *   question: string, target: string,
  * }} Settings
  */
 
@@ -21,6 +22,15 @@ const DEFAULTS = {
   task: "caption",
   length: "normal",
   question: "",
+  target: "",
+};
+
+/** The tasks the form offers, and how to say that a model cannot do one. */
+const TASKS = {
+  caption: "describe scenes",
+  query: "answer questions",
+  detect: "find objects",
+  point: "point at objects",
 };
 
 const $ = (id) => document.getElementById(id);
@@ -35,6 +45,7 @@ export class Controls extends EventTarget {
       task: $("task-select"),
       length: $("length-select"),
       question: $("question-input"),
+      target: $("target-input"),
       pacing: $("pacing-select"),
       minGap: $("min-gap-input"),
       interval: $("interval-input"),
@@ -45,13 +56,17 @@ export class Controls extends EventTarget {
     this.#wire();
   }
 
-  /** @returns {{type: "config", task: string, length?: string, question?: string} | null}
-   *  the config message for the current task, or null while a question is still empty */
+  /** @returns {{type: "config", task: string, length?: string, question?: string, target?: string} | null}
+   *  the config message for the current task, or null while a question or object is still empty */
   configMessage() {
-    const { task, length, question } = this.settings;
+    const { task, length, question, target } = this.settings;
     if (task === "query") {
       const text = question.trim();
       return text ? { type: "config", task: "query", question: text } : null;
+    }
+    if (task === "detect" || task === "point") {
+      const name = target.trim();
+      return name ? { type: "config", task, target: name } : null;
     }
     return { type: "config", task: "caption", length };
   }
@@ -63,13 +78,12 @@ export class Controls extends EventTarget {
     for (const option of this.fields.task.options) option.disabled = !supported.has(option.value);
     this.fields.length.disabled = !supported.has("caption");
     this.fields.question.disabled = !supported.has("query");
-    const missing = ["caption", "query"].filter((task) => !supported.has(task));
+    this.fields.target.disabled = !supported.has("detect") && !supported.has("point");
+    const missing = Object.keys(TASKS).filter((task) => !supported.has(task));
     hint.hidden = missing.length === 0;
-    hint.textContent = missing.length
-      ? `This model cannot ${missing.map((task) => (task === "query" ? "answer questions" : "describe scenes")).join(" or ")}.`
-      : "";
+    hint.textContent = missing.length ? `This model cannot ${listed(missing.map((task) => TASKS[task]))}.` : "";
     if (!supported.has(this.settings.task)) {
-      const fallback = ["caption", "query"].find((task) => supported.has(task));
+      const fallback = Object.keys(TASKS).find((task) => supported.has(task));
       if (fallback) {
         this.fields.task.value = fallback;
         this.#update({ task: fallback });
@@ -119,6 +133,7 @@ export class Controls extends EventTarget {
       if (select.value !== s[key]) s[key] = select.value = DEFAULTS[key];
     }
     f.question.value = String(s.question ?? "");
+    f.target.value = String(s.target ?? "");
     f.minGap.value = String(s.minGap);
     f.interval.value = String(s.interval);
     f.quality.value = String(s.quality);
@@ -144,6 +159,7 @@ export class Controls extends EventTarget {
     f.length.addEventListener("change", () => this.#update({ length: f.length.value }, "task"));
     // "change" fires on Enter or when focus leaves: one config per finished question, not per key.
     f.question.addEventListener("change", () => this.#update({ question: f.question.value }, "task"));
+    f.target.addEventListener("change", () => this.#update({ target: f.target.value }, "task"));
     f.pacing.addEventListener("change", () => this.#update({ pacing: f.pacing.value }, "pacing"));
     f.minGap.addEventListener("change", () => this.#update({ minGap: number(f.minGap, DEFAULTS.minGap) }, "pacing"));
     f.interval.addEventListener("change", () =>
@@ -163,10 +179,16 @@ export class Controls extends EventTarget {
     const s = this.settings;
     $("length-field").hidden = s.task !== "caption";
     $("question-field").hidden = s.task !== "query";
+    $("target-field").hidden = s.task !== "detect" && s.task !== "point";
     $("min-gap-field").hidden = s.pacing !== "live";
     $("interval-field").hidden = s.pacing !== "interval";
     $("quality-output").value = Number(s.quality).toFixed(2);
   }
+}
+
+/** "a", "a or b", "a, b or c" */
+function listed(items) {
+  return items.length > 1 ? `${items.slice(0, -1).join(", ")} or ${items.at(-1)}` : items.join("");
 }
 
 function number(input, fallback) {

@@ -10,6 +10,11 @@ export function formatMs(ms) {
   return `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
 }
 
+/** Whether a scrolling box shows its last line (or does not scroll at all). */
+function isScrolledToEnd(box) {
+  return box.scrollHeight - box.scrollTop - box.clientHeight < 24;
+}
+
 export class View {
   constructor() {
     this.stage = $("stage");
@@ -102,20 +107,29 @@ export class View {
     box.hidden = false;
     box.dataset.seq = String(seq);
     box.dataset.streaming = "true";
+    const following = isScrolledToEnd(box);
     text.textContent += delta;
+    // A caption longer than its box scrolls: the newest words stay in view as they are written,
+    // unless the user scrolled back to read the start.
+    if (following) box.scrollTop = box.scrollHeight;
   }
 
   /** The final text of frame `seq`: authoritative, it replaces whatever the tokens built. */
-  captionFinal(event, { ageMs, label }) {
+  captionFinal(event, { ageMs, label, announce = true, details = "" }) {
     const { box, text, live } = this.caption;
     this.captionSeq = event.seq;
     box.hidden = false;
     box.dataset.streaming = "false";
     box.dataset.seq = String(event.seq);
+    const following = isScrolledToEnd(box);
     text.textContent = event.text;
+    if (following) box.scrollTop = box.scrollHeight;
     this.finalText = event.text;
     // Only finished captions go to the live region: a screen reader then reads whole sentences.
-    live.textContent = label ? `${label} ${event.text}` : event.text;
+    // Not while they are spoken aloud (speech.js): nobody should hear a caption twice.
+    // `details`: where detected objects are, in words (overlay.js).
+    const said = `${label ? `${label} ` : ""}${event.text}${details ? `: ${details}` : ""}`;
+    live.textContent = announce ? said : "";
 
     const t = event.timings ?? {};
     this.skippedTotal += event.skipped ?? 0;
