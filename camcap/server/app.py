@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from camcap import __version__
 from camcap.config import Settings
 from camcap.models.base import Captioner
-from camcap.server import http, metrics, page, websocket
+from camcap.server import http, metrics, openai_compat, page, websocket
 from camcap.server.convert import frame_limits
 from camcap.server.host import ModelHost
 from camcap.server.limits import BodySizeLimitMiddleware, StreamLimits, StreamSlots
@@ -92,6 +92,7 @@ def create_app(settings: Settings, captioner: Captioner | None = None) -> FastAP
     app.add_exception_handler(StarletteHTTPException, http.unreadable_body)
     app.include_router(http.router)
     app.include_router(metrics.router)
+    openai_compat.install(app)  # POST /v1/chat/completions, GET /v1/models
     app.add_api_websocket_route("/v1/stream", websocket.stream_endpoint)
     app.include_router(page.router)
     page.mount_static(app)
