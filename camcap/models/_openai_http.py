@@ -118,7 +118,7 @@ class OpenAIHTTP:
                 return
             except _Retryable as exc:
                 if attempt >= MAX_RETRIES:
-                    raise RemoteModelError(f"{exc.error} (gave up after {attempt + 1} tries)") from None
+                    raise RemoteModelError(f"{exc.error}. Gave up after {attempt + 1} tries.") from None
                 wait = exc.retry_after_s if exc.retry_after_s is not None else _backoff(attempt)
                 logger.info("Retrying in %.1f s: %s", wait, exc.error)
             except httpx.TimeoutException:
@@ -133,7 +133,7 @@ class OpenAIHTTP:
                         "this frame has no caption, the next frame tries again."
                     ) from None
                 if attempt >= MAX_RETRIES:
-                    raise RemoteModelError(f"{self._unreachable(exc)} (gave up after {attempt + 1} tries)") from None
+                    raise RemoteModelError(f"{self._unreachable(exc)} Gave up after {attempt + 1} tries.") from None
                 wait = _backoff(attempt)
                 logger.info("Retrying in %.1f s: %s", wait, _reason(exc))
             attempt += 1
