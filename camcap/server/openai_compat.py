@@ -38,14 +38,18 @@ from camcap.server.limits import BUSY_RETRY_AFTER_S, StreamSlots, task_text_prob
 from camcap.server.messages import ErrorCode, describe_validation_error
 from camcap.server.openai_schema import (
     BadChatRequest,
+    ChatCompletion,
     ChatCompletionRequest,
     FinishReason,
+    ModelList,
+    OpenAIErrorResponse,
     chunk,
     completion,
     completion_id,
     error_body,
     model_list,
     read_ask,
+    request_body_schema,
     usage_chunk,
 )
 
@@ -76,13 +80,30 @@ class OpenAIError(Exception):
         return JSONResponse(body, status_code=self.status, headers=self.headers)
 
 
-@router.get("/v1/models")
-async def list_models(request: Request) -> dict[str, Any]:
+_REQUEST_SCHEMA = request_body_schema()
+_ERROR = {"model": OpenAIErrorResponse}
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": ChatCompletion,
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        "description": "The answer; with `stream`: server-sent `chat.completion.chunk` events, then `data: [DONE]`.",
+    },
+    **{status: _ERROR for status in (400, 401, 403, 404, 413, 429, 500, 503)},
+}
+
+
+@router.get("/v1/models", response_model=ModelList, responses={401: _ERROR, 403: _ERROR})  # type: ignore[dict-item]
+async def list_models(request: Request) -> ModelList:
     """The model this server runs (OpenAI's model list), listed while it loads too."""
     return model_list(_host(request).settings.model, request.app.state.openai_created)
 
 
-@router.post("/v1/chat/completions", response_model=None)
+@router.post(
+    "/v1/chat/completions",
+    response_model=None,
+    responses=_RESPONSES,
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": _REQUEST_SCHEMA}}}},
+)
 async def chat_completions(request: Request) -> Response:
     """Answer about one image: a caption, or the answer to the user's question; streamed with `stream`."""
     try:
@@ -275,7 +296,8 @@ async def _whole(answer: _Answer, model_id: str) -> Response:
                 parts.append(piece)
             else:
                 text = piece.text if piece.text is not None else "".join(parts)
-                return JSONResponse(completion(completion_id(), model_id, text, piece.finish, piece.tokens))
+                whole = completion(completion_id(), model_id, text, piece.finish, piece.tokens)
+                return JSONResponse(whole.model_dump())
         raise AssertionError("the answer ended without its end")  # pieces() always ends with an _End
     finally:
         answer.close()

@@ -122,32 +122,79 @@ def _parts(message: ChatMessage) -> list[ContentPart]:
 FinishReason = Literal["stop", "length"]
 
 
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Usage(_Out):
+    # camcap does not count prompt tokens (the image's share depends on the model's processor): 0.
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class AssistantMessage(_Out):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class Choice(_Out):
+    index: int = 0
+    message: AssistantMessage
+    logprobs: None = None
+    finish_reason: FinishReason = Field(description="length: max_tokens (or the server's --max-new-tokens) ended it.")
+
+
+class ChatCompletion(_Out):
+    """A whole answer (`stream` false). Streamed answers are `chat.completion.chunk` events."""
+
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: Usage
+
+
+class ModelObject(_Out):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "camcap"
+
+
+class ModelList(_Out):
+    """`GET /v1/models`: the one model this server runs."""
+
+    object: Literal["list"] = "list"
+    data: list[ModelObject]
+
+
+class OpenAIErrorDetail(_Out):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class OpenAIErrorResponse(_Out):
+    """OpenAI's error shape, used by the OpenAI-compatible routes (including their 401 and 403)."""
+
+    error: OpenAIErrorDetail
+
+
 def completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex}"
 
 
-def usage(tokens: int) -> dict[str, int]:
-    # camcap does not count prompt tokens (the image's share depends on the model's processor).
-    return {"prompt_tokens": 0, "completion_tokens": tokens, "total_tokens": tokens}
+def usage(tokens: int) -> Usage:
+    return Usage(prompt_tokens=0, completion_tokens=tokens, total_tokens=tokens)
 
 
-def completion(ident: str, model: str, text: str, finish: FinishReason, tokens: int) -> dict[str, Any]:
+def completion(ident: str, model: str, text: str, finish: FinishReason, tokens: int) -> ChatCompletion:
     """A whole `chat.completion`."""
-    return {
-        "id": ident,
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "logprobs": None,
-                "finish_reason": finish,
-            }
-        ],
-        "usage": usage(tokens),
-    }
+    choice = Choice(message=AssistantMessage(content=text), finish_reason=finish)
+    return ChatCompletion(id=ident, created=int(time.time()), model=model, choices=[choice], usage=usage(tokens))
 
 
 def chunk(
@@ -171,13 +218,12 @@ def usage_chunk(ident: str, model: str, tokens: int, created: int) -> dict[str, 
         "created": created,
         "model": model,
         "choices": [],
-        "usage": usage(tokens),
+        "usage": usage(tokens).model_dump(),
     }
 
 
-def model_list(model_id: str, created: int) -> dict[str, Any]:
-    """`GET /v1/models`: the one model this server runs."""
-    return {"object": "list", "data": [{"id": model_id, "object": "model", "created": created, "owned_by": "camcap"}]}
+def model_list(model_id: str, created: int) -> ModelList:
+    return ModelList(data=[ModelObject(id=model_id, created=created)])
 
 
 _ERROR_TYPES = {
@@ -198,4 +244,24 @@ def speaks_openai(path: str) -> bool:
 def error_body(status: int, message: str, code: str, param: str | None = None) -> dict[str, Any]:
     """OpenAI's error shape: `{"error": {"message", "type", "param", "code"}}`."""
     kind = _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    detail = OpenAIErrorDetail(message=message, type=kind, param=param, code=code)
+    return OpenAIErrorResponse(error=detail).model_dump()
+
+
+def request_body_schema() -> dict[str, Any]:
+    """`ChatCompletionRequest`'s JSON schema with its `$defs` written in place, for the OpenAPI
+    document (the route reads its body itself, to answer bad ones in OpenAI's error shape)."""
+    schema = ChatCompletionRequest.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return inline(defs[ref.removeprefix("#/$defs/")])
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(value) for value in node]
+        return node
+
+    return inline(schema)
