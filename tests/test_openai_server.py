@@ -10,8 +10,9 @@ from __future__ import annotations
 import base64
 import io
 import json
+import threading
 from collections.abc import Iterator
-from pathlib import Path
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import openai
@@ -47,9 +48,10 @@ def server(subprocess_env: dict[str, str], tmp_path_factory: pytest.TempPathFact
 
 @pytest.fixture(scope="module")
 def guarded(subprocess_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """Listening beyond loopback, so its token is required; serving one client at a time."""
+    """Listening beyond loopback, so its token is required; serving one client at a time; fetching
+    http(s) image URLs."""
     served = start_serve(
-        MODEL, subprocess_env, tmp_path_factory.mktemp("guarded"), "--no-https",
+        MODEL, subprocess_env, tmp_path_factory.mktemp("guarded"), "--no-https", "--allow-image-urls",
         host="0.0.0.0", token=TOKEN, extra_env={"CAMCAP_MAX_STREAMS": "1"},
     )  # fmt: skip
     yield served
@@ -169,8 +171,25 @@ def test_a_full_server_answers_429_with_retry_after(guarded: Served) -> None:
     assert answer.chat.completions.create(model=MODEL, messages=user()).choices[0].message.content
 
 
-def test_the_api_key_is_not_accepted_on_the_command_line(tmp_path: Path) -> None:
-    from camcap.cli._parser import build_parser
+def test_with_allow_image_urls_an_http_image_is_fetched(guarded: Served) -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (320, 240), (40, 40, 200)).save(buffer, format="JPEG")
 
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["serve", "--openai-api-key", "x"])
+    class Picture(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(len(buffer.getvalue())))
+            self.end_headers()
+            self.wfile.write(buffer.getvalue())
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    with ThreadingHTTPServer(("127.0.0.1", 0), Picture) as pictures:
+        threading.Thread(target=pictures.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{pictures.server_address[1]}/photo.jpg"
+        client = openai.OpenAI(base_url=f"{guarded.url}/v1", api_key=TOKEN, max_retries=3, timeout=120)
+        answer = client.chat.completions.create(model=MODEL, messages=user(url=url))
+        pictures.shutdown()
+    assert answer.choices[0].message.content
