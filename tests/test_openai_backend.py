@@ -13,6 +13,9 @@ import base64
 import io
 import json
 import re
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -369,3 +372,64 @@ def test_cli_flags_reach_the_backends_options(monkeypatch: pytest.MonkeyPatch) -
     assert model.openai_api_key is not None and model.openai_api_key.get_secret_value() == "from-the-environment-only"
     with pytest.raises(SystemExit):
         build_parser().parse_args(["serve", "--openai-api-key", "on-the-command-line"])
+
+
+def test_caption_keeps_max_inflight_requests_going_and_prints_in_file_order(
+    fresh_proxy: FaultProxy, subprocess_env: dict[str, str], tmp_path: Path
+) -> None:
+    colours = {"a.jpg": (200, 0, 0), "b.jpg": (0, 200, 0), "c.jpg": (0, 0, 200)}
+    for name, colour in colours.items():
+        Image.new("RGB", (640, 480), colour).save(tmp_path / name)
+    fault = fresh_proxy.inject(Fault("hold", times=1))  # the first request waits...
+    command = [
+        sys.executable, "-m", "camcap", "caption", *colours, "--json", "--max-inflight", "3", "--input-size", "256",
+        "--model", spec(fresh_proxy.url),
+    ]  # fmt: skip
+    env = {**subprocess_env, "CAMCAP_OPENAI_API_KEY": UPSTREAM_TOKEN, "CAMCAP_MAX_NEW_TOKENS": "4"}
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + WAIT_S
+        # ...while the other two are sent all the same.
+        while len(fresh_proxy.chat_requests()) < 3 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(fresh_proxy.chat_requests()) == 3, process.stderr.read().decode() if process.poll() else ""
+        fault.release.set()
+        out, err = process.communicate(timeout=WAIT_S)
+    finally:
+        fault.release.set()
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err.decode()
+    records = [json.loads(line) for line in out.decode().splitlines()]
+    assert [record["file"] for record in records] == list(colours)
+    assert all(record["caption"] for record in records)
+    sizes = {Image.open(io.BytesIO(_image_of(body))).size for body in sent_bodies(fresh_proxy)}
+    assert sizes == {(341, 256)}, "frames are sized to --input-size before they are sent"
+
+
+def _image_of(body: dict) -> bytes:
+    url = body["messages"][0]["content"][0]["image_url"]["url"]
+    return base64.b64decode(url.split(",", 1)[1])
+
+
+def test_a_server_beyond_the_network_is_named_in_the_log_and_v1_info(caplog: pytest.LogCaptureFixture) -> None:
+    import dataclasses
+
+    from fastapi.testclient import TestClient
+
+    from camcap.config import Settings
+    from camcap.server.app import create_app
+    from tests.fakes import FakeCaptioner
+
+    remote = FakeCaptioner()
+    remote._info = dataclasses.replace(remote.info, frames_sent_to="https://vlm.example.com", frames_leave_network=True)
+    with (
+        caplog.at_level("WARNING", logger="camcap.server.host"),
+        TestClient(create_app(Settings(model="fake", allow_hosts=["testserver"]), captioner=remote)) as client,
+    ):
+        deadline = time.monotonic() + WAIT_S
+        while (info := client.get("/v1/info").json())["status"] == "loading" and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert info["model"]["frames_leave_network"] is True
+    assert info["model"]["frames_sent_to"] == "https://vlm.example.com"
+    assert "Frames leave this machine: every frame is sent to https://vlm.example.com" in caplog.text
