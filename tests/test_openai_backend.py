@@ -433,3 +433,14 @@ def test_a_server_beyond_the_network_is_named_in_the_log_and_v1_info(caplog: pyt
     assert info["model"]["frames_leave_network"] is True
     assert info["model"]["frames_sent_to"] == "https://vlm.example.com"
     assert "Frames leave this machine: every frame is sent to https://vlm.example.com" in caplog.text
+
+
+def test_pull_and_doctor_know_an_openai_model_has_nothing_on_disk(capsys: pytest.CaptureFixture[str]) -> None:
+    from camcap.cli import main
+    from camcap.models.store import model_status
+
+    remote = "openai:http://127.0.0.1:9/v1#some-vlm"
+    assert main(["pull", remote]) == 0
+    assert "runs on http://127.0.0.1:9, nothing to download" in capsys.readouterr().out
+    status = model_status(remote, ModelOptions())
+    assert (status.source, status.available, status.path) == ("remote", True, "http://127.0.0.1:9")
