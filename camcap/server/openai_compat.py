@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import logging
 import time
@@ -21,6 +22,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import anyio.to_thread
 import httpx
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -182,12 +184,17 @@ async def _chat_completions(request: Request) -> Response:
 
 
 async def _read_request(request: Request) -> ChatCompletionRequest:
+    # Megabytes of JSON (a base64 image) are parsed on a worker thread, not the event loop.
+    return await anyio.to_thread.run_sync(_parse_request, await request.body())
+
+
+def _parse_request(body: bytes) -> ChatCompletionRequest:
     try:
-        body = json.loads(await request.body())
+        data = json.loads(body)
     except ValueError:
         raise OpenAIError(400, "The body is not JSON; send a chat completion request.", "invalid_json") from None
     try:
-        return ChatCompletionRequest.model_validate(body)
+        return ChatCompletionRequest.model_validate(data)
     except ValidationError as exc:
         raise OpenAIError(400, f"Invalid request: {describe_validation_error(exc)}.", "invalid_request") from None
 
@@ -206,7 +213,7 @@ async def _image_bytes(url: str, limits: FrameLimits, *, allow_urls: bool) -> by
                 ErrorCode.FRAME_TOO_LARGE.value, "messages",
             )  # fmt: skip
         try:
-            return base64.b64decode(payload, validate=True)
+            return await anyio.to_thread.run_sync(functools.partial(base64.b64decode, payload, validate=True))
         except (binascii.Error, ValueError):
             raise OpenAIError(
                 400, "The image's data: URL is not valid base64.", ErrorCode.INVALID_IMAGE.value, "messages"
