@@ -229,10 +229,11 @@ class Scheduler:
             for stream in streams:
                 stream._pending = None
             self._cond.notify_all()
+        deadline = monotonic() + timeout  # one deadline for all workers, however many there are
         for thread in self._threads:
             if thread is threading.current_thread():
                 continue
-            thread.join(timeout)
+            thread.join(max(0.0, deadline - monotonic()))
             if thread.is_alive():
                 logger.warning("The model worker did not stop within %.0f s; a model step is still running.", timeout)
         # After the join, so the notice is the last thing a stream hears, after any token in flight.
