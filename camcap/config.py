@@ -42,6 +42,16 @@ class Settings(BaseSettings):
     compile: bool = False
     detail: Literal["low", "high"] = "low"
     max_batch: int | None = Field(None, ge=1)
+    # --- openai: models (models/openai_api.py, docs/openai.md) ----------------------------------
+    input_size: int | None = Field(None, ge=16, le=4096, description="openai: frames' short side, px (512).")
+    max_inflight: int = Field(8, ge=1, le=256, description="openai: requests in flight at once.")
+    # Only from the environment (no flag: a command line is visible in `ps`); never logged or shown.
+    openai_api_key: SecretStr | None = Field(None, description="API key of the openai: server.")
+    openai_timeout_s: float = Field(60.0, gt=0, description="openai: longest wait for the server, in seconds.")
+    # From the environment as JSON, e.g. CAMCAP_OPENAI_PROMPTS='{"caption_short": "Say what you see."}'.
+    openai_prompts: dict[str, str] = Field(default_factory=dict, description="openai: prompt templates per task.")
+    # Fetching an http(s) image URL from a /v1/chat/completions request is server-side request forgery bait.
+    allow_image_urls: bool = Field(False, description="/v1/chat/completions may fetch http(s) image URLs.")
 
     # --- server ------------------------------------------------------------------------------
     host: str = "127.0.0.1"
@@ -183,4 +193,9 @@ class Settings(BaseSettings):
             compile=self.compile,
             detail=self.detail,
             max_batch=self.max_batch,
+            input_size=self.input_size,
+            max_inflight=self.max_inflight,
+            openai_api_key=self.openai_api_key,
+            openai_timeout_s=self.openai_timeout_s,
+            openai_prompts=tuple(self.openai_prompts.items()),
         )

@@ -39,3 +39,7 @@ class DeviceError(CamcapError):
 
 class AccessConfigError(CamcapError, ValueError):
     """A token, origin or host given in the settings cannot be used as it is."""
+
+
+class RemoteModelError(CamcapError):
+    """The server behind an `openai:` model cannot be reached, refused a request or failed it."""

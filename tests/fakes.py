@@ -36,6 +36,7 @@ class FakeCaptioner(Captioner):
         token_delay: float = 0.0,
         words: int = 4,
         max_batch: int = 1,
+        concurrency: int = 1,
         input_size: int = 384,
         tasks: tuple[TaskKind, ...] = (TaskKind.CAPTION, TaskKind.QUERY),
         gated: bool = False,
@@ -58,6 +59,7 @@ class FakeCaptioner(Captioner):
             tasks=tasks,
             input_size=input_size,
             max_batch=max_batch,
+            concurrency=concurrency,
         )
         self.seen: list[tuple[int, int, int]] = []
         self.batches: list[int] = []

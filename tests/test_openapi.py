@@ -55,17 +55,18 @@ def operations(schema: schemathesis.BaseSchema) -> dict[str, schemathesis.APIOpe
 
 def test_the_document_describes_every_route(api_schema):
     assert set(operations(api_schema)) == {
-        "GET /healthz",
-        "GET /v1/info",
-        "GET /metrics",
-        "POST /v1/caption",
-        "GET /v1/sources",
-        "GET /v1/sources/{name}/snapshot.jpg",
-    }
+        "GET /healthz", "GET /v1/info", "GET /metrics", "POST /v1/caption",
+        "GET /v1/sources", "GET /v1/sources/{name}/snapshot.jpg",
+        "GET /v1/models", "POST /v1/chat/completions",
+    }  # fmt: skip
     document = api_schema.raw_schema
     # The refusals camcap itself gives are documented with their body.
     documented = document["paths"]["/v1/caption"]["post"]["responses"]
     assert {"200", "400", "401", "403", "413", "422", "503"} <= set(documented)
+    chat = document["paths"]["/v1/chat/completions"]["post"]
+    assert {"200", "400", "401", "404", "413", "429", "503"} <= set(chat["responses"])
+    assert "text/event-stream" in chat["responses"]["200"]["content"]
+    assert "messages" in chat["requestBody"]["content"]["application/json"]["schema"]["properties"]
 
 
 POSITIVE, NEGATIVE = schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE
@@ -81,6 +82,9 @@ POSITIVE, NEGATIVE = schemathesis.GenerationMode.POSITIVE, schemathesis.Generati
         ("GET /v1/sources/{name}/snapshot.jpg", POSITIVE),
         ("POST /v1/caption", POSITIVE),
         ("POST /v1/caption", NEGATIVE),
+        ("GET /v1/models", POSITIVE),
+        ("POST /v1/chat/completions", POSITIVE),
+        ("POST /v1/chat/completions", NEGATIVE),
     ],
 )
 def test_each_operation_keeps_the_promises_of_the_document(api_schema, name, mode):

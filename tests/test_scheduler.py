@@ -730,3 +730,67 @@ def test_streams_still_take_turns_with_a_batch_window():
 def test_scheduler_options_are_checked():
     with pytest.raises(ValueError, match="batch_window_ms"):
         Scheduler(FakeCaptioner(), batch_window_ms=-1)
+
+
+# --- backends that run several generations at once (ModelInfo.concurrency) ------------------------
+
+
+def test_a_concurrent_backend_runs_streams_side_by_side():
+    fake = FakeCaptioner(gated=True, concurrency=3)
+
+    async def main():
+        with scheduler_for(fake) as scheduler:
+            a, b, c = (scheduler.open_stream() for _ in range(3))
+            for stream, colour in ((a, RED), (b, GREEN), (c, BLUE)):
+                stream.submit(frame(0, colour))
+            # All three are with the model before any may finish: no stream waits for another's caption.
+            await until(lambda: fake.started == 3, "three generations in flight at once")
+            fake.allow(3)
+            for stream, colour in ((a, RED), (b, GREEN), (c, BLUE)):
+                caption, _ = await next_caption(stream)
+                assert caption.caption.text == words_of(colour)
+            assert fake.batches == [1, 1, 1]
+
+    run(main)
+
+
+def test_a_concurrent_backend_still_gives_each_stream_one_frame_at_a_time_newest_first():
+    fake = FakeCaptioner(gated=True, concurrency=4)
+
+    async def main():
+        with scheduler_for(fake) as scheduler:
+            a, b = scheduler.open_stream(), scheduler.open_stream()
+            a.submit(frame(0, RED))
+            await until(lambda: fake.started == 1, "a's first frame to start")
+            a.submit(frame(1, GREEN))  # a is busy: these wait in its one slot, the newest winning
+            a.submit(frame(2, YELLOW))
+            b.submit(frame(0, BLUE))  # another stream is not held back by a's
+            await until(lambda: fake.started == 2, "b's frame to start beside a's")
+            await asyncio.sleep(0.05)  # room for a wrongly taken second frame of a
+            assert fake.seen == [RED, BLUE]
+            fake.allow(3)
+            first, second = (await next_caption(a))[0], (await next_caption(a))[0]
+            assert (first.seq, second.seq, second.skipped) == (0, 2, 1)
+            assert second.caption.text == words_of(YELLOW)
+            assert (await next_caption(b))[0].seq == 0
+            assert fake.seen == [RED, BLUE, YELLOW]
+
+    run(main)
+
+
+def test_closing_a_concurrent_scheduler_stops_every_worker():
+    fake = FakeCaptioner(gated=True, concurrency=2)
+
+    async def main():
+        scheduler = Scheduler(fake)
+        scheduler.start()
+        a, b = scheduler.open_stream(), scheduler.open_stream()
+        a.submit(frame(0, RED))
+        b.submit(frame(0, GREEN))
+        await until(lambda: fake.started == 2, "both generations in flight")
+        fake.allow(2)
+        await asyncio.to_thread(scheduler.close)
+        assert len(scheduler._threads) == 2
+        assert not any(thread.is_alive() for thread in scheduler._threads)
+
+    run(main)

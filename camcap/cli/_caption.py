@@ -15,12 +15,13 @@ import json
 import logging
 import sys
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from camcap.cli._settings import model_options, settings_from_args
 from camcap.config import Settings
 from camcap.errors import CamcapError
-from camcap.models.base import Caption, Event, ModelInfo, Task, TaskKind, Token
+from camcap.models.base import Caption, Captioner, Event, ModelInfo, Task, TaskKind, Token
 
 # The package's name, not this module's: the -v log lines of `camcap caption` read "camcap.cli: ...".
 logger = logging.getLogger("camcap.cli")
@@ -28,7 +29,7 @@ logger = logging.getLogger("camcap.cli")
 
 def caption_command(args: argparse.Namespace) -> int:
     from camcap import create_captioner
-    from camcap.images import check_image_files, open_image
+    from camcap.images import check_image_files
     from camcap.sources.probe import classify_file
 
     settings = settings_from_args(args)
@@ -47,9 +48,18 @@ def caption_command(args: argparse.Namespace) -> int:
             print(f"camcap: {info.name} has random weights: captions are meaningless words.", file=sys.stderr)
         # Plain-text streaming shows one image's words at a time; a batch would interleave them.
         size = 1 if args.stream and not args.json else max(1, info.max_batch)
-        for files in _chunks(args.images, size):
-            requests = [(open_image(path, max_short_side=info.input_size), task) for path in files]
-            for event in captioner.generate(requests):
+        chunks = list(_chunks(args.images, size))
+        if info.concurrency > 1 and not args.stream and len(chunks) > 1:
+            # A remote server (openai:) batches for itself: keep --max-inflight requests going at
+            # once; captions still print in the order of the files.
+            with ThreadPoolExecutor(max_workers=info.concurrency, thread_name_prefix="camcap-caption") as pool:
+                answers = pool.map(lambda files: list(_generate(captioner, files, task, info.input_size)), chunks)
+                for files, events in zip(chunks, answers, strict=True):
+                    for event in events:
+                        out.show(event, files, info)
+            return 0
+        for files in chunks:
+            for event in _generate(captioner, files, task, info.input_size):
                 out.show(event, files, info)
     return 0
 
@@ -75,6 +85,13 @@ def _video_flags_unused(args: argparse.Namespace) -> None:
              ("--format", args.format), ("-o", args.output)) if value]  # fmt: skip
     if given:
         raise CamcapError(f"{', '.join(given)} only apply to videos; for images use --json and shell redirection.")
+
+
+def _generate(captioner: Captioner, files: Sequence[str], task: Task, input_size: int) -> Iterator[Event]:
+    from camcap.images import open_image
+
+    requests = [(open_image(path, max_short_side=input_size), task) for path in files]
+    return captioner.generate(requests)
 
 
 def _task(args: argparse.Namespace) -> Task:

@@ -69,7 +69,10 @@ def pull_command(args: argparse.Namespace) -> int:
             print(f"camcap: building {spec} in {root}...", file=sys.stderr)
         print(f"{spec} is ready at {random_checkpoints.ensure_checkpoint(arch, root)}")
         return 0
-    status = model_status(spec, options)  # an hf: folder; anything else raises the unknown-spec error
+    status = model_status(spec, options)  # an hf: folder or openai:; anything else raises the unknown-spec error
+    if status.source == "remote":
+        print(f"{spec} runs on {status.path}, nothing to download")
+        return 0
     print(f"{spec} is a local folder, nothing to download: {status.path}")
     return 0
 

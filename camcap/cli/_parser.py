@@ -51,6 +51,7 @@ examples:
   camcap caption talk.mp4 -o talk.vtt                 # a caption every 2 s, as WebVTT subtitles
   camcap caption talk.mp4 --on-change --every 10 --format jsonl
   camcap caption videos/*.mp4 --format srt -o captions/   # one sidecar per video
+  camcap caption photo.jpg --model openai:http://127.0.0.1:8000/v1#Qwen/Qwen2.5-VL-3B-Instruct
 """
 
 _SERVE_EXAMPLES = """\
@@ -59,6 +60,7 @@ examples:
   camcap serve --port 8080 --no-open
   camcap serve --model random:blip-tiny --device cpu
   CAMCAP_MODEL=hf:org/model camcap serve
+  camcap serve --model openai:http://127.0.0.1:11434/v1#qwen2.5vl:3b   # a VLM that Ollama serves
   camcap serve --host 0.0.0.0           # for other devices: HTTPS, prints a URL with a fresh token
   CAMCAP_TOKEN=$(cat ~/.camcap-token) camcap serve --host 0.0.0.0 --cert cert.pem --key key.pem
 
@@ -100,7 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     model = argparse.ArgumentParser(add_help=False)
     group = model.add_argument_group("model")
-    group.add_argument("--model", metavar="SPEC", help="moondream2 (default), hf:<repo-or-folder> or random:<arch>")
+    group.add_argument(
+        "--model",
+        metavar="SPEC",
+        help="moondream2 (default), hf:<repo-or-folder>, random:<arch> or openai:<base_url>#<model>",
+    )
     group.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     group.add_argument("--dtype", choices=("auto", "float32", "float16", "bfloat16"), help="default: auto")
 
@@ -113,6 +119,23 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_const",
         const=True,
         help="torch.compile the model where the backend supports it (slower start, maybe faster captions)",
+    )
+
+    remote = argparse.ArgumentParser(add_help=False)
+    group = remote.add_argument_group(
+        "openai: models (a server you run: vLLM, SGLang, llama-server, Ollama; docs/openai.md). "
+        "The API key is read from CAMCAP_OPENAI_API_KEY only"
+    )
+    group.add_argument("--input-size", type=int, metavar="PX", help="short side of the frames sent (default: 512)")
+    group.add_argument("--max-inflight", type=int, metavar="N", help="requests in flight at once (default: 8)")
+    group.add_argument(
+        "--openai-prompt",
+        dest="openai_prompts",
+        action="append",
+        type=_prompt,
+        metavar="TASK=TEMPLATE",
+        help="the prompt of a task: caption_short, caption_normal, caption_long, or query (with {question}); "
+        "repeatable",
     )
 
     cache = argparse.ArgumentParser(add_help=False)
@@ -145,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
         "caption",
         _caption.caption_command,
         "Caption image files.",
-        parents=[common, model, generation, cache],
+        parents=[common, model, remote, generation, cache],
         epilog=_CAPTION_EXAMPLES,
     )
     caption.add_argument(
@@ -177,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         _serve.serve_command,
         "Serve the live captioning page and API.",
-        parents=[common, model, generation, cache],
+        parents=[common, model, remote, generation, cache],
         epilog=_SERVE_EXAMPLES,
     )
     serve.add_argument("--host", help="address to listen on (default: 127.0.0.1, this machine only)")
@@ -256,6 +279,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="serve HTTPS (default: on when listening beyond 127.0.0.1, since browsers only open a camera on "
         "HTTPS pages or localhost); a self-signed certificate is made once and kept in ~/.config/camcap/tls",
+    )
+    access.add_argument(
+        "--allow-image-urls",
+        action="store_const",
+        const=True,
+        help="let POST /v1/chat/completions fetch http(s) image URLs (off: only data: URLs, since fetching "
+        "URLs a client names lets it reach other servers through this one)",
     )
     access.add_argument("--cert", metavar="FILE", help="your own PEM certificate (chain) for HTTPS")
     access.add_argument("--key", metavar="FILE", help="the unencrypted PEM private key of --cert")
@@ -340,6 +370,13 @@ def _bench_scenarios() -> tuple[str, ...]:
     from camcap.bench.options import SCENARIOS
 
     return SCENARIOS
+
+
+def _prompt(text: str) -> tuple[str, str]:
+    key, sep, template = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected TASK=TEMPLATE, e.g. caption_short='Say what you see.': {text!r}")
+    return key.strip(), template
 
 
 def _names(text: str) -> tuple[str, ...]:

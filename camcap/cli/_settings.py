@@ -18,7 +18,8 @@ from camcap.models.options import ModelOptions
 # Flags that map one-to-one onto Settings fields (argparse dest == field name).
 _SETTINGS_FLAGS = (
     "model", "device", "dtype", "max_new_tokens", "detail", "compile", "cache_dir", "host", "port", "open_browser",
-    "change_threshold", "cut_stale", "max_batch", "batch_window_ms", "sources",
+    "change_threshold", "cut_stale", "max_batch", "batch_window_ms", "sources", "input_size", "max_inflight",
+    "allow_image_urls",
 )  # fmt: skip
 
 # `serve`'s access and HTTPS flags, also Settings fields (docs/security.md).
@@ -33,7 +34,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     names = (*_SETTINGS_FLAGS, *_ACCESS_FLAGS, *_OUTPUT_FLAGS)
     given = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     try:
-        return Settings(**given)
+        settings = Settings(**given)
     except ValidationError as exc:
         problems = "; ".join(
             f"--{'-'.join(str(part) for part in error['loc']).replace('_', '-')} "
@@ -41,6 +42,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             for error in exc.errors()
         )
         raise CamcapError(f"invalid setting {problems}.") from None
+    prompts = getattr(args, "openai_prompts", None)
+    if prompts:  # --openai-prompt TASK=TEMPLATE, each over the same task's CAMCAP_OPENAI_PROMPTS
+        settings = settings.model_copy(update={"openai_prompts": {**settings.openai_prompts, **dict(prompts)}})
+    return settings
 
 
 def model_options(settings: Settings) -> ModelOptions:

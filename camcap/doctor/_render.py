@@ -28,6 +28,8 @@ def render_report(report: DoctorReport) -> str:
     model = report.model
     if model is None:
         model_line = "could not be checked (see findings)"
+    elif model.source == "remote":
+        model_line = f"runs on {model.path} (frames are sent there)"
     elif model.available:
         model_line = f"on disk, {human_size(model.size_on_disk_bytes)} at {model.path}"
     else:

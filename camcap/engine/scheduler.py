@@ -24,6 +24,11 @@ Three policies make the model's time count, each in its own module:
   active streams may send one soon, an idle model waits a little for them, so that streams whose
   frames arrive nearly together share one batch. Taking streams least recently served first
   (fairness) is unchanged.
+
+A backend that declares `ModelInfo.concurrency > 1` (the `openai:` backend: the remote server
+batches for itself) gets that many worker threads, each running its own generation, so one slow
+request never holds the other streams' captions back. A stream still has at most one frame with
+the model: while it is busy, its newer frames wait in its one slot (latest frame wins).
 """
 
 from __future__ import annotations
@@ -106,6 +111,7 @@ class Stream:
         self._unchanged = 0  # answered unchanged since the worker last took a frame
         self._gate = ChangeGate()
         self._after_cut = False  # the stream's last generation was cut: its next one is not
+        self._busy = False  # a frame of this stream is with the model (matters with concurrency > 1)
         self._active_at = monotonic()  # opened, or last put a frame in its slot (batching window)
         self._closed = False
 
@@ -168,6 +174,7 @@ class Scheduler:
         opened without any; `observer` is told of every event delivered and every batch run."""
         self.info: ModelInfo = captioner.info
         self.max_batch = max(1, min(self.info.max_batch, max_batch or self.info.max_batch))
+        self.concurrency = max(1, self.info.concurrency)
         self.batch_window = BatchWindow(batch_window_ms)
         self.stream_options = stream_options or StreamOptions()
         self._observer = observer
@@ -177,7 +184,7 @@ class Scheduler:
         self._streams: OrderedDict[str, Stream] = OrderedDict()
         self._ids = itertools.count(1)
         self._stopping = False
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     @property
     def stream_count(self) -> int:
@@ -187,15 +194,18 @@ class Scheduler:
 
     @property
     def running(self) -> bool:
-        """True while the worker thread is alive."""
-        return self._thread is not None and self._thread.is_alive()
+        """True while a worker thread is alive."""
+        return any(thread.is_alive() for thread in self._threads)
 
     def start(self) -> None:
-        """Start the model worker thread."""
-        if self._thread is not None:
+        """Start the model worker thread (`concurrency` of them)."""
+        if self._threads:
             raise RuntimeError("The scheduler is already started; call start() once.")
-        self._thread = threading.Thread(target=self._work, name="camcap-model-worker", daemon=True)
-        self._thread.start()
+        for number in range(self.concurrency):
+            name = "camcap-model-worker" + (f"-{number}" if self.concurrency > 1 else "")
+            self._threads.append(threading.Thread(target=self._work, name=name, daemon=True))
+        for thread in self._threads:
+            thread.start()
 
     def open_stream(self, sink: Sink | None = None, options: StreamOptions | None = None) -> Stream:
         """A new stream whose events are delivered on the running event loop.
@@ -219,9 +229,12 @@ class Scheduler:
             for stream in streams:
                 stream._pending = None
             self._cond.notify_all()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-            if self._thread.is_alive():
+        deadline = monotonic() + timeout  # one deadline for all workers, however many there are
+        for thread in self._threads:
+            if thread is threading.current_thread():
+                continue
+            thread.join(max(0.0, deadline - monotonic()))
+            if thread.is_alive():
                 logger.warning("The model worker did not stop within %.0f s; a model step is still running.", timeout)
         # After the join, so the notice is the last thing a stream hears, after any token in flight.
         for stream in streams:
@@ -290,14 +303,23 @@ class Scheduler:
             except Exception:
                 # A bug here must not kill the only worker: every stream would hang.
                 logger.exception("Bug in the scheduler while running a batch of %d", len(jobs))
+            self._release(jobs)
             del jobs  # drop the images now, not when the next batch arrives
+
+    def _release(self, jobs: list[_Job]) -> None:
+        """The jobs' streams may give the model their next frame (with concurrency > 1, another
+        worker may be waiting for just that)."""
+        with self._cond:
+            for job in jobs:
+                job.stream._busy = False
+            self._cond.notify_all()
 
     def _take_batch(self) -> list[_Job] | None:
         with self._cond:
             while True:
                 if self._stopping:
                     return None
-                waiting = [stream for stream in self._streams.values() if stream._pending is not None]
+                waiting = [s for s in self._streams.values() if s._pending is not None and not s._busy]
                 if not waiting:
                     self._cond.wait()
                     continue
@@ -315,6 +337,7 @@ class Scheduler:
                 job.unchanged, stream._unchanged = stream._unchanged, 0
                 job.after_cut, stream._after_cut = stream._after_cut, False
                 job.taken_at = now
+                stream._busy = True
                 stream._gate.remember(job.frame, now)
                 self._streams.move_to_end(stream.id)  # served: to the back of the line
                 jobs.append(job)

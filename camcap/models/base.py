@@ -89,10 +89,20 @@ class ModelInfo:
     # processor would resize to anyway, or Moondream's crop size, so no pixel is sent in vain.
     input_size: int
     max_batch: int = 1
+    # How many `generate` calls the scheduler may run at once, each on its own worker thread. 1
+    # (local models: one device, not thread-safe) unless the backend only waits on a server that
+    # batches for itself (openai: up to --max-inflight requests in flight).
+    concurrency: int = 1
     # True for random-weight checkpoints: their "captions" are meaningless words, and every place
     # that shows one says so.
     random_weights: bool = False
     revision: str | None = None
+    # Where frames go when the model is another server (the openai: backend): its origin, e.g.
+    # "https://vlm.example.com"; None when frames stay in this process.
+    frames_sent_to: str | None = None
+    # True when that server is beyond this machine and its private network: the log, GET /v1/info
+    # and the page say so plainly.
+    frames_leave_network: bool = False
 
     def check_task(self, task: Task) -> None:
         """Raise `UnsupportedTaskError` naming the supported tasks if `task` is not one of them."""

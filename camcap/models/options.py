@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from pydantic import SecretStr
+
 Detail = Literal["low", "high"]
 
 
@@ -26,6 +28,12 @@ class ModelOptions:
     compile: bool = False  # torch.compile where the backend supports it
     detail: Detail = "low"  # speed (low) or detail (high): maps to the frame size the page sends
     max_batch: int | None = None  # cap the backend's batch size (None: the backend's default)
+    # --- the openai: backend (models/openai_api.py) ---
+    input_size: int | None = None  # short side frames are sized to (None: 512)
+    max_inflight: int = 8  # requests in flight at once; the server batches them
+    openai_api_key: SecretStr | None = None  # from CAMCAP_OPENAI_API_KEY only; SecretStr keeps it out of repr()
+    openai_timeout_s: float = 60.0
+    openai_prompts: tuple[tuple[str, str], ...] = ()  # (task key, template) overrides
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -34,6 +42,10 @@ class ModelOptions:
             raise ValueError(
                 f"min_new_tokens must be between 0 and max_new_tokens ({self.max_new_tokens}), "
                 f"got {self.min_new_tokens}."
+            )
+        if self.max_inflight < 1 or (self.input_size is not None and self.input_size < 16):
+            raise ValueError(
+                f"max_inflight must be >= 1 and input_size >= 16, got {self.max_inflight} and {self.input_size}."
             )
         if self.detail not in ("low", "high"):
             raise ValueError(f"Invalid detail {self.detail!r}, expected one of: low, high")

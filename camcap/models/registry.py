@@ -4,6 +4,7 @@ Specs:
     moondream2[@revision]      Moondream 2 (the default), pinned to a known-good revision
     hf:<repo-id-or-folder>     any image-text-to-text model transformers supports natively
     random:<arch>-<size>       a random-weight checkpoint of a real architecture (tests, benchmarks)
+    openai:<base_url>#<model>  a model on an OpenAI-compatible server (vLLM, SGLang, llama-server, Ollama)
 
 Backends are imported lazily so that `camcap --help` and the server's tests do not pay for torch.
 """
@@ -99,8 +100,13 @@ def create_captioner(spec: str, options: ModelOptions | None = None) -> Captione
         build = functools.partial(random_checkpoints.ensure_checkpoint, arch, random_checkpoint_dir(options))
         return TransformersCaptioner(build, options, name=spec, random_weights=True)
 
+    if spec.startswith("openai:"):
+        from camcap.models.openai_api import OpenAICaptioner
+
+        return OpenAICaptioner(spec, options)
+
     known = ", ".join(info.spec for info in known_specs())
     raise UnknownModelSpecError(
         f"Unknown model spec {spec!r}. Use one of: {known}; or hf:<repo-id-or-folder> for any "
-        "Hugging Face image-text-to-text model."
+        "Hugging Face image-text-to-text model; or openai:<base_url>#<model> for an OpenAI-compatible server."
     )

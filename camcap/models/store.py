@@ -20,7 +20,7 @@ class ModelStatus:
     path: str | None
     size_on_disk_bytes: int | None
     approx_size_gb: float | None  # download size; None for tiny local builds
-    source: str  # "hub", "random" or "folder"
+    source: str  # "hub", "random", "folder" or "remote" (openai:)
 
 
 def model_status(spec: str, options: ModelOptions) -> ModelStatus:
@@ -54,6 +54,13 @@ def model_status(spec: str, options: ModelOptions) -> ModelStatus:
         repo, _, hf_revision = source.partition("@")
         path, size = _hub_snapshot(repo, hf_revision or None, options)
         return ModelStatus(spec, "a Hugging Face Hub model", path is not None, path, size, None, "hub")
+    if spec.startswith("openai:"):
+        from camcap.models.openai_api import parse_spec
+
+        # Nothing to download: the model lives on its server (whether it answers is checked at load).
+        origin = parse_spec(spec).origin
+        description = f"a model on the OpenAI-compatible server {origin}"
+        return ModelStatus(spec, description, True, origin, None, None, "remote")
     create_captioner(spec, options)  # raises UnknownModelSpecError listing the known specs
     raise AssertionError(f"create_captioner accepted {spec!r} but model_status does not know it")
 

@@ -19,7 +19,7 @@ from camcap.config import Settings
 from camcap.engine.frames import DecodeBudget
 from camcap.models.base import Captioner
 from camcap.outputs.log import CaptionLog, ObserverGroup
-from camcap.server import http, metrics, page, sources, websocket
+from camcap.server import http, metrics, openai_compat, page, sources, websocket
 from camcap.server.closing import ClosingNotice
 from camcap.server.convert import frame_limits
 from camcap.server.host import ModelHost
@@ -123,6 +123,7 @@ def create_app(settings: Settings, captioner: Captioner | None = None) -> FastAP
     app.add_exception_handler(StarletteHTTPException, http.unreadable_body)
     app.include_router(http.router)
     app.include_router(metrics.router)
+    openai_compat.install(app)  # POST /v1/chat/completions, GET /v1/models
     app.add_api_websocket_route("/v1/stream", websocket.stream_endpoint)
     app.include_router(sources.router)
     app.add_api_websocket_route("/v1/sources/stream", sources.sources_endpoint)

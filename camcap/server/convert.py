@@ -48,6 +48,8 @@ def model_info_out(info: ModelInfo) -> ModelInfoOut:
         max_batch=info.max_batch,
         random_weights=info.random_weights,
         revision=info.revision,
+        frames_sent_to=info.frames_sent_to,
+        frames_leave_network=info.frames_leave_network,
     )
 
 

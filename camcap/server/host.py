@@ -132,6 +132,15 @@ class ModelHost:
             )
             if info.random_weights:
                 logger.warning("Model %s has random weights: its captions are meaningless words.", info.name)
+            if info.frames_leave_network:
+                logger.warning(
+                    "Frames leave this machine: every frame is sent to %s, a server beyond this machine and its "
+                    "private network (the model %s runs there).",
+                    info.frames_sent_to,
+                    info.name,
+                )
+            elif info.frames_sent_to is not None:
+                logger.info("Frames are sent to %s on this machine or its private network.", info.frames_sent_to)
         assert self._loop is not None
         try:
             self._loop.call_soon_threadsafe(self._settle, captioner, scheduler, error)
@@ -161,8 +170,10 @@ def check_captioner(captioner: Captioner) -> None:
     info = captioner.info
     if not isinstance(info, ModelInfo):
         raise TypeError(f"{name}.info returned {type(info).__name__}; it must return a camcap ModelInfo.")
-    if not info.tasks or info.max_batch < 1 or info.input_size < 1:
-        raise TypeError(f"{name}.info is incomplete: {info}; it needs a task, max_batch >= 1 and input_size >= 1.")
+    if not info.tasks or info.max_batch < 1 or info.input_size < 1 or info.concurrency < 1:
+        raise TypeError(
+            f"{name}.info is incomplete: {info}; it needs a task, max_batch, input_size and concurrency >= 1."
+        )
     if inspect.iscoroutinefunction(captioner.generate) or inspect.isasyncgenfunction(captioner.generate):
         raise TypeError(
             f"{name}.generate is async; camcap backends are synchronous generators that the scheduler "

@@ -109,6 +109,12 @@ class ModelInfoOut(_Message):
     max_batch: int
     random_weights: bool = Field(description="True: captions are meaningless words from random weights.")
     revision: str | None = None
+    frames_sent_to: str | None = Field(
+        None, description="The server (scheme://host:port) every frame is sent to (openai: models); None: none."
+    )
+    frames_leave_network: bool = Field(
+        False, description="True: that server is beyond this machine and its private network."
+    )
 
 
 class LimitsOut(_Message):

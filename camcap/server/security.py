@@ -21,6 +21,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from starlette.datastructures import Headers
@@ -37,6 +38,7 @@ from camcap.server.addresses import (
     normalize_origin,
     served_names,
 )
+from camcap.server.openai_schema import error_body, speaks_openai
 from camcap.server.tokens import TOKEN_QUERY, tokens_match, validate_token
 
 logger = logging.getLogger(__name__)
@@ -251,10 +253,13 @@ async def _refuse(denial: Denial, scope: Scope, receive: Receive, send: Send) ->
         await send({"type": "websocket.close", "code": WS_POLICY_VIOLATION, "reason": denial.reason})
         return
     extra = [(b"www-authenticate", b'Bearer realm="camcap"')] if denial.status == 401 else []
-    await _json(denial.status, {"code": denial.code, "detail": denial.detail}, send, extra)
+    body: dict[str, Any] = {"code": denial.code, "detail": denial.detail}
+    if speaks_openai(scope.get("path", "")):  # OpenAI clients read OpenAI's error shape
+        body = error_body(denial.status, denial.detail, denial.code)
+    await _json(denial.status, body, send, extra)
 
 
-async def _json(status: int, body: dict[str, str], send: Send, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+async def _json(status: int, body: dict[str, Any], send: Send, extra: list[tuple[bytes, bytes]] | None = None) -> None:
     content = json.dumps(body).encode("utf-8")
     headers = [
         (b"content-type", b"application/json"),

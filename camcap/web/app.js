@@ -217,7 +217,7 @@ function render() {
   } else if (state.camera === "off") {
     view.setNotice({
       title: "Camera is off",
-      text: "Press Start camera to begin. Frames go only to the camcap server on this machine.",
+      text: `Press Start camera to begin. ${whereFramesGo(state.model)}`,
     });
   } else if (state.camera === "starting") {
     view.setNotice({ title: "Starting camera…", text: "Allow camera access if the browser asks." });
@@ -300,6 +300,13 @@ connection.addEventListener("error", ({ detail }) => {
     detail.seq !== null && detail.seq !== undefined ? `Frame ${detail.seq}: ${detail.message}` : detail.message,
   );
 });
+
+/** Where frames go, in plain words: the privacy promise, or where it ends (an openai: model). */
+function whereFramesGo(model) {
+  if (!model?.frames_sent_to) return "Frames go only to the camcap server on this machine.";
+  if (model.frames_leave_network) return `Frames leave this machine: they are sent to ${model.frames_sent_to}.`;
+  return `Frames are sent to ${model.frames_sent_to}, on this machine or your private network.`;
+}
 
 function setModel(model) {
   if (!model) return;

@@ -63,7 +63,7 @@ export class View {
     this.pill.dataset.tone = tone;
   }
 
-  /** @param {{name?: string, random_weights?: boolean, device?: string, input_size?: number} | null} model */
+  /** @param {{name?: string, random_weights?: boolean, device?: string, input_size?: number, frames_sent_to?: string, frames_leave_network?: boolean} | null} model */
   setModel(model, fallbackName = null) {
     const name = model?.name ?? fallbackName;
     $("model-name").textContent = name ? name : "No model yet";
@@ -71,6 +71,13 @@ export class View {
       ? `${model.backend ?? ""} on ${model.device ?? "?"}, ${model.dtype ?? ""}`.trim()
       : "";
     $("random-badge").hidden = !model?.random_weights;
+    // An openai: model on a server beyond this machine and its network: say so, and to whom.
+    const remote = $("remote-badge");
+    remote.hidden = !model?.frames_leave_network;
+    remote.textContent = model?.frames_leave_network ? `frames leave this machine → ${model.frames_sent_to}` : "";
+    remote.title = model?.frames_leave_network
+      ? `Every camera frame is sent to ${model.frames_sent_to}, which runs the model, beyond this machine and its private network.`
+      : "";
     if (model?.input_size) {
       $("size-hint").textContent =
         `Frames are resized to ${model.input_size} px on their short side (the model's preferred size) before they are sent.`;
