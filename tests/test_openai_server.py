@@ -159,9 +159,15 @@ def test_beyond_loopback_the_token_is_the_api_key(guarded: Served) -> None:
 def test_a_full_server_answers_429_with_retry_after(guarded: Served) -> None:
     client = openai.OpenAI(base_url=f"{guarded.url}/v1", api_key=TOKEN, max_retries=0, timeout=120)
     ws_url = guarded.url.replace("http://", "ws://") + "/v1/stream"
-    # A live page holds the server's only client slot (CAMCAP_MAX_STREAMS=1).
+    # A live page holds the server's only client slot (CAMCAP_MAX_STREAMS=1). A stream takes its
+    # slot with its first frame (connecting alone holds none) and keeps it while it stays active.
     with connect(ws_url, additional_headers={"Authorization": f"Bearer {TOKEN}"}) as page:
         assert json.loads(page.recv(timeout=60))["type"] == "ready"
+        frame = io.BytesIO()
+        Image.new("RGB", (320, 240), (200, 40, 40)).save(frame, format="JPEG")
+        page.send(frame.getvalue())
+        while json.loads(page.recv(timeout=120))["type"] != "caption":
+            pass
         with pytest.raises(openai.RateLimitError) as caught:
             client.chat.completions.create(model=MODEL, messages=user())
         assert caught.value.response.headers["retry-after"] == "5"
