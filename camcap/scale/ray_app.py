@@ -47,7 +47,9 @@ def build_app(args: Mapping[str, Any] | None = None) -> Application:
     from ray import serve
 
     args = dict(args or {})
-    model = str(args.pop("model", "") or os.environ.get("CAMCAP_MODEL", "") or "moondream2")
+    from camcap.config import Settings
+
+    model = str(args.pop("model", "") or Settings().model)  # CAMCAP_MODEL, or camcap's default
     port = int(args.pop("port", DEFAULT_PORT))
     max_ongoing = int(args.pop("max_ongoing_requests", DEFAULT_MAX_ONGOING))
     replicas = str(args.pop("num_replicas", "1"))

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 import httpx
 from starlette.applications import Starlette
-from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -101,15 +100,18 @@ def create_app(replicas: Sequence[str], policy: str = "least_loaded") -> Starlet
             replica.failed += 1
             return JSONResponse({"error": {"message": f"replica {replica.base_url} failed: {exc}"}}, status_code=502)
 
-        async def done() -> None:
-            replica.inflight -= 1
-            await upstream.aclose()
+        async def relay() -> AsyncIterator[bytes]:
+            # In a finally, not a background task: a client that hangs up mid-stream skips the
+            # response's background task, and the replica would count as busy for ever.
+            try:
+                async for chunk in upstream.aiter_raw():
+                    yield chunk
+            finally:
+                replica.inflight -= 1
+                await upstream.aclose()
 
         return StreamingResponse(
-            upstream.aiter_raw(),
-            status_code=upstream.status_code,
-            media_type=upstream.headers.get("content-type"),
-            background=BackgroundTask(done),
+            relay(), status_code=upstream.status_code, media_type=upstream.headers.get("content-type")
         )
 
     @contextlib.asynccontextmanager
