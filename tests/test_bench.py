@@ -84,6 +84,9 @@ def test_smoke_run_reports_every_scenario(env, tmp_path):
     assert set(gating) == {"0", "0.2", "1"}
     assert gating["0"]["answers"].get("unchanged", 0) == 0  # threshold 0: gating off
     assert set(scenarios["stale_cut"]["data"]) == {"stale_after_ms", "off", "on"}
+    scale = scenarios["scale_out"]["data"]["runs"]  # --smoke: 4 cameras, 1 and 2 stand-in replicas
+    assert [(run["replicas"], run["max_inflight"]) for run in scale] == [(1, 2), (2, 4)]
+    assert all(run["captions"] > 0 and len(run["captions_per_camera"]) == 4 for run in scale)
 
     # --markdown: a section to paste, with the exact command and the machine.
     assert done.stdout.startswith("### random:blip-tiny, 3 new tokens")

@@ -10,6 +10,7 @@ Scenarios (each a module here, each runnable alone):
     streams     1, 2, 4, 8 concurrent streams, with and without batching and its window
     gating      change gating's thresholds on a scene that alternates still and moving parts
     stale_cut   cutting a caption short for a newer frame, off vs on
+    scale_out   32 cameras through openai: to 1, 2, 4 stand-in engine replicas behind a router
 
 The server is the real one (`create_app` under uvicorn on 127.0.0.1, in this process), serving
 the same loaded model the direct baseline calls. Frames are synthetic (made in code). Use

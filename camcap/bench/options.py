@@ -11,8 +11,11 @@ from camcap.models.options import Detail
 # In the order they run. Each is a module of this package with a `run(context)` function.
 SCENARIOS = (
     "overhead", "transports", "freshness", "frame_size", "batch_scaling", "streams", "gating", "stale_cut",
-    "video_file", "live_source",
+    "video_file", "live_source", "scale_out",
 )  # fmt: skip
+# Scenarios that never use the bench's own model (scale_out drives stand-in engines through openai:):
+# run alone, they load the small SMOKE_MODEL rather than the default one.
+MODEL_FREE_SCENARIOS = ("scale_out",)
 SMOKE_MODEL = "random:blip-tiny"
 
 
@@ -44,6 +47,17 @@ class BenchOptions:
     # gating: change thresholds (% of the picture) to compare; 0 = gating off.
     change_thresholds: tuple[float, ...] = (0.0, DEFAULT_CHANGE_THRESHOLD, 1.0)
     seed: int = 0  # the synthetic scene's
+    # scale_out: cameras, replica counts, captions per camera each run lasts for, and the stand-in
+    # engine's step time (fixed + per item x batch, ms) and max batch (camcap/scale/stand_in.py).
+    scale_cameras: int = 32
+    scale_replicas: tuple[int, ...] = (1, 2, 4)
+    # 6 captions per camera and a 150 + 15 x batch ms step keep 4 replicas' load on the front end
+    # (one process: 32 cameras, the scheduler, JPEG, HTTP, SSE) far below what a loaded 2-core
+    # machine sustains; faster steps measured the machine instead (docs/benchmarks.md).
+    scale_captions: int = 6
+    scale_fixed_ms: float = 150.0
+    scale_per_item_ms: float = 15.0
+    scale_max_batch: int = 8
 
     def __post_init__(self) -> None:
         unknown = [name for name in self.scenarios if name not in SCENARIOS]
@@ -57,6 +71,9 @@ class BenchOptions:
             "transport_reps": self.transport_reps,
             "size_reps": self.size_reps,
             "captions_per_stream": self.captions_per_stream,
+            "scale_cameras": self.scale_cameras,
+            "scale_captions": self.scale_captions,
+            "scale_max_batch": self.scale_max_batch,
         }
         for name, value in counts.items():
             if value < 1:
@@ -65,6 +82,9 @@ class BenchOptions:
             raise ValueError("warmup must be >= 0, and seconds, fps and interval_s > 0.")
         if not self.sizes or min(self.sizes) < 16 or not self.streams or min(self.streams) < 1:
             raise ValueError("sizes must be at least 16 px and stream counts at least 1.")
+        scale_costs = (self.scale_fixed_ms, self.scale_per_item_ms)
+        if not self.scale_replicas or min(self.scale_replicas) < 1 or min(scale_costs) < 0:
+            raise ValueError("scale_out needs replica counts of at least 1 and step costs >= 0.")
         if any(window < 0 for window in self.batch_windows) or any(t < 0 for t in self.change_thresholds):
             raise ValueError("batch windows and change thresholds must be >= 0.")
         for detail in self.details:
@@ -94,5 +114,11 @@ class BenchOptions:
             size_reps=1,
             streams=(1, 2),
             captions_per_stream=1,
+            scale_cameras=4,
+            scale_replicas=(1, 2),
+            scale_captions=2,
+            scale_fixed_ms=50.0,
+            scale_per_item_ms=10.0,
+            scale_max_batch=2,
         )
         return replace(base, **changes)  # type: ignore[arg-type]

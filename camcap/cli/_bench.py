@@ -16,16 +16,17 @@ from camcap.errors import CamcapError
 
 _BENCH_SIZES = (
     "warmup", "pairs", "transport_reps", "seconds", "interval_s", "sizes", "size_reps", "details", "streams",
-    "captions_per_stream", "batch_windows", "change_thresholds",
+    "captions_per_stream", "batch_windows", "change_thresholds", "scale_cameras", "scale_replicas", "scale_captions",
 )  # fmt: skip
 
 
 def bench_command(args: argparse.Namespace) -> int:
     from camcap.bench import BenchOptions, run_bench
-    from camcap.bench.options import SMOKE_MODEL
+    from camcap.bench.options import MODEL_FREE_SCENARIOS, SMOKE_MODEL
 
     settings = settings_from_args(args)
-    if args.smoke and args.model is None:
+    model_free = args.scenarios is not None and set(args.scenarios) <= set(MODEL_FREE_SCENARIOS)
+    if (args.smoke or model_free) and args.model is None:
         settings = settings.model_copy(update={"model": SMOKE_MODEL})
     changes: dict[str, Any] = {name: getattr(args, name) for name in _BENCH_SIZES if getattr(args, name) is not None}
     if args.new_tokens is not None:

@@ -363,6 +363,13 @@ def build_parser() -> argparse.ArgumentParser:
     sizes.add_argument(
         "--thresholds", dest="change_thresholds", type=_floats, metavar="LIST", help="gating: change thresholds, %%"
     )
+    sizes.add_argument("--cameras", dest="scale_cameras", type=int, metavar="N", help="scale_out: cameras (32)")
+    sizes.add_argument(
+        "--replicas", dest="scale_replicas", type=_ints, metavar="LIST", help="scale_out: replica counts (1,2,4)"
+    )
+    sizes.add_argument(
+        "--captions-per-camera", dest="scale_captions", type=int, metavar="N", help="scale_out: each run's length (6)"
+    )
     return parser
 
 
