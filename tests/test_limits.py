@@ -293,11 +293,27 @@ def test_a_client_that_does_not_read_is_not_read_either(monkeypatch):
                 return {"type": "websocket.disconnect"}
             return {"type": "websocket.receive", "text": "{not json"}
 
+    backlog_waits = 0
+    real_sleep = ws_module.anyio.sleep
+
+    async def sleep(seconds: float) -> None:
+        nonlocal backlog_waits
+        if seconds == ws_module._BACKLOG_POLL_S:
+            backlog_waits += 1
+        await real_sleep(seconds)
+
+    monkeypatch.setattr(ws_module.anyio, "sleep", sleep)
+
     async def scenario() -> tuple[int, int]:
         session, socket = Session(), Socket()
         guard = StreamLimits(max_message_bytes=1 << 20, max_fps=30, max_question_chars=500)
         reader = asyncio.ensure_future(ws_module._read(socket, session, None, guard))  # type: ignore[arg-type]
-        await asyncio.sleep(0.05)
+        # The event that proves the reader stopped: it is waiting for the client to catch up.
+        for _ in range(10_000):
+            if backlog_waits >= 3 or reader.done():
+                break
+            await real_sleep(0.001)
+        assert backlog_waits >= 3, "the reader never waited for the client to read its backlog"
         stalled_at = socket.sent
         while not reader.done():  # the client starts reading: the server reads again
             if not session.outbox.empty():

@@ -16,7 +16,9 @@ from contextlib import contextmanager
 import pytest
 from PIL import Image
 
+from camcap.config import Settings
 from camcap.engine import batching
+from camcap.engine import scheduler as scheduler_module
 from camcap.engine.change import signature
 from camcap.engine.events import Frame, FrameCaption, FrameError, FrameUnchanged, StreamEvent, TokenDelta
 from camcap.engine.options import StreamOptions
@@ -130,6 +132,8 @@ def test_the_observer_is_told_every_delivered_event_and_every_batch():
             b.submit(frame(0, BLUE))
             first, _ = await next_caption(a)
             second, _ = await next_caption(b)
+            # The batch is reported after its captions are delivered: wait for the report.
+            await until(lambda: recorder.batches != [], "the batch to be reported")
             assert recorder.batches == [2]
             assert [e for e in recorder.events if isinstance(e, FrameCaption)] == [first, second]
             assert sum(isinstance(e, TokenDelta) for e in recorder.events) == 8
@@ -169,8 +173,12 @@ def test_a_newer_frame_replaces_the_waiting_one_and_nothing_queues():
             assert (first.seq, first.skipped) == (0, 0)
             assert (second.seq, second.skipped) == (3, 2)
             assert second.caption.text == words_of(YELLOW)
-            await asyncio.sleep(0.05)  # room for a wrongly queued frame to reach the model
-            assert fake.seen == [RED, YELLOW]
+            # A marker frame: the worker takes frames in order, so if green or blue had been
+            # queued, the model would see them before this one (the gate has a ticket left).
+            stream.submit(frame(4, RED))
+            marker, _ = await next_caption(stream)
+            assert marker.seq == 4
+            assert fake.seen == [RED, YELLOW, RED]
             assert stream.events.empty()
             assert stream.skipped_total == 2
 
@@ -293,8 +301,10 @@ def test_closing_a_stream_drops_its_waiting_frame():
             b.close()
             fake.allow(2)
             await next_caption(a)
-            await asyncio.sleep(0.05)
-            assert fake.seen == [RED]
+            # b was never served, so a frame of b still waiting would be taken before a's next one.
+            a.submit(frame(1, GREEN))
+            assert (await next_caption(a))[0].seq == 1
+            assert fake.seen == [RED, GREEN]
             with pytest.raises(RuntimeError, match="closed"):
                 b.submit(frame(1, BLUE))
 
@@ -501,6 +511,34 @@ def test_a_threshold_of_zero_captions_every_frame():
     run(main)
 
 
+def test_a_still_scene_is_captioned_again_every_camcap_max_unchanged_s(monkeypatch):
+    """The setting, read from the environment, reaches each stream and forces a fresh caption of
+    an unchanged scene once the last captioned frame is that old (on the scheduler's own clock)."""
+    monkeypatch.setenv("CAMCAP_MAX_UNCHANGED_S", "5")
+    clock = [1000.0]
+    monkeypatch.setattr(scheduler_module, "monotonic", lambda: clock[0])
+    fake = FakeCaptioner()
+
+    async def main():
+        with scheduler_for(fake, stream_options=Settings().stream_options()) as scheduler:
+            stream = scheduler.open_stream()
+            stream.submit(shot(0))  # taken by the model at 1000.0
+            await next_caption(stream)
+            clock[0] = 1004.9
+            stream.submit(shot(1))
+            await expect_unchanged(stream, 1, reference=0)
+            clock[0] = 1005.0  # five seconds after frame 0 was taken: captioned, unchanged or not
+            stream.submit(shot(2))
+            caption, _ = await next_caption(stream)
+            assert (caption.seq, caption.unchanged) == (2, 1)
+            clock[0] = 1009.9  # the five seconds now count from frame 2
+            stream.submit(shot(3))
+            await expect_unchanged(stream, 3, reference=2)
+            assert len(fake.seen) == 2
+
+    run(main)
+
+
 def test_a_new_task_or_configuration_forces_a_caption_of_the_same_scene():
     fake = FakeCaptioner()
 
@@ -534,12 +572,12 @@ def test_an_unchanged_frame_is_compared_with_the_frame_being_captioned_and_drops
             await expect_unchanged(stream, 2, reference=0)
             fake.allow()
             assert (await next_caption(stream))[0].seq == 0
-            await asyncio.sleep(0.05)  # room for the dropped frame to reach the model, wrongly
-            assert fake.started == 1
+            # Had frame 1 still been waiting, the model would take it next and caption it first.
             stream.submit(shot(3, MOVED))
             fake.allow()
             caption, _ = await next_caption(stream)
             assert (caption.seq, caption.skipped, caption.unchanged) == (3, 1, 1)
+            assert fake.started == 2
 
     run(main)
 
@@ -668,15 +706,33 @@ def test_a_batch_window_gathers_frames_of_streams_that_arrive_nearly_together():
     async def main():
         # A long window, so the test never depends on timing: the second frame ends it.
         with scheduler_for(fake, batch_window_ms=30_000) as scheduler:
+            waits = watch_window_waits(scheduler)
             a, b = scheduler.open_stream(), scheduler.open_stream()
             a.submit(frame(0, RED))
-            await asyncio.sleep(0.05)  # without a window the model would start on a's frame alone
+            # The worker has seen a's frame alone and chose to wait: without a window it would
+            # have started the model on it instead.
+            await until(lambda: waits, "the worker to wait for b's frame")
             b.submit(frame(0, BLUE))
             await next_caption(a)
             await next_caption(b)
             assert fake.batches == [2]
 
     run(main)
+
+
+def watch_window_waits(scheduler: Scheduler) -> list[float]:
+    """The positive delays the worker computed (it then waits that long for more frames)."""
+    waits: list[float] = []
+    window_delay = scheduler.batch_window.delay
+
+    def delay(**kwargs) -> float:
+        seconds = window_delay(**kwargs)
+        if seconds > 0:
+            waits.append(seconds)
+        return seconds
+
+    scheduler.batch_window.delay = delay  # type: ignore[method-assign]
+    return waits
 
 
 def test_a_batch_window_never_holds_a_lone_stream():
