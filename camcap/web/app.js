@@ -29,6 +29,9 @@ const state = {
   /** What the server accepts per frame (LimitsOut), from the ready event. */
   limits: null,
   nextSeq: 0,
+  /** Frames numbered below this were sent before the camera was last stopped: their answers may
+   * still arrive, but they describe a picture no longer shown, so they stay off the screen. */
+  shownFromSeq: 0,
 };
 
 // --- frames --------------------------------------------------------------------------------------
@@ -106,6 +109,7 @@ async function startCamera() {
 function stopCamera() {
   pacer.stop();
   camera.stop();
+  state.shownFromSeq = state.nextSeq;
   // The caption describes a picture no longer shown: take it down with the video.
   view.clearCaption();
   setCamera("off");
@@ -218,9 +222,12 @@ connection.addEventListener("closed", () => {
   view.captionInterrupted();
 });
 
-connection.addEventListener("token", ({ detail }) => view.captionToken(detail.seq, detail.text));
+connection.addEventListener("token", ({ detail }) => {
+  if (detail.seq >= state.shownFromSeq) view.captionToken(detail.seq, detail.text);
+});
 
 connection.addEventListener("caption", ({ detail }) => {
+  if (detail.seq < state.shownFromSeq) return;
   const ageMs = detail.captured_at ? nowMs() - detail.captured_at : null;
   const label = detail.task === "query" ? controls.configMessage()?.question : null;
   view.captionFinal(detail, { ageMs, label: label ? `Q: ${label} A:` : null });
