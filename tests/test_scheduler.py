@@ -23,7 +23,7 @@ from camcap.engine.change import signature
 from camcap.engine.events import Frame, FrameCaption, FrameError, FrameUnchanged, StreamEvent, TokenDelta
 from camcap.engine.options import StreamOptions
 from camcap.engine.scheduler import Scheduler, Stream
-from camcap.errors import UnsupportedTaskError
+from camcap.errors import CamcapError, UnsupportedTaskError
 from camcap.models.base import Task
 from camcap.server.messages import ErrorCode
 from tests.fakes import FakeCaptioner
@@ -385,11 +385,33 @@ def test_a_model_failure_is_reported_and_the_worker_carries_on():
             error = await next_event(stream)
             assert isinstance(error, FrameError)
             assert (error.seq, error.code) == (5, ErrorCode.MODEL_ERROR)
-            assert "CUDA out of memory" in error.message
+            assert error.message == "The model failed on this frame: RuntimeError: CUDA out of memory"
             fake.fail_with = None
             stream.submit(frame(6, GREEN))
             caption, _ = await next_caption(stream)
             assert caption.seq == 6
+
+    run(main)
+
+
+@pytest.mark.parametrize(
+    ("failure", "code"),
+    [
+        (CamcapError("The model file is damaged: run `camcap pull` again."), ErrorCode.MODEL_ERROR),
+        (UnsupportedTaskError("This model cannot point."), ErrorCode.UNSUPPORTED_TASK),
+    ],
+    ids=["camcap-error", "unsupported-task"],
+)
+def test_a_failure_camcap_explains_reaches_the_stream_in_its_own_words(failure, code):
+    fake = FakeCaptioner(fail_with=failure)
+
+    async def main():
+        with scheduler_for(fake) as scheduler:
+            stream = scheduler.open_stream()
+            stream.submit(frame(5, RED))
+            error = await next_event(stream)
+            assert isinstance(error, FrameError)
+            assert (error.seq, error.code, error.message) == (5, code, str(failure))
 
     run(main)
 
@@ -620,6 +642,60 @@ def test_a_stale_generation_is_cut_and_the_newest_frame_captioned():
             caption, _ = await next_caption(stream)
             assert caption.seq == 1 and caption.caption.text.startswith(words_of(fake.seen[1]))
             assert fake.closed_early == 1 and stream.cut_total == 1
+
+    run(main)
+
+
+def test_each_cut_is_counted_and_a_stream_can_be_cut_again_after_a_caption():
+    fake = FakeCaptioner(gated=True, words=50)
+
+    async def until_caption(stream: Stream) -> tuple[FrameCaption, list[FrameError]]:
+        errors = []
+        while not isinstance(event := await next_event(stream), FrameCaption):
+            if isinstance(event, FrameError):
+                errors.append(event)
+        return event, errors
+
+    async def main():
+        with scheduler_for(fake) as scheduler:
+            stream = scheduler.open_stream(options=CUT)
+            for first, started in ((0, 1), (2, 3)):
+                stream.submit(shot(first, captured_at=1000.0 * (first + 1)))
+                await until(lambda started=started: fake.started == started, f"frame {first} to start")
+                stream.submit(shot(first + 1, MOVED, captured_at=1000.0 * (first + 1) + 500))
+                fake.allow(2)
+                caption, errors = await until_caption(stream)
+                assert caption.seq == first + 1
+                assert [(e.seq, e.code) for e in errors] == [(first, ErrorCode.SUPERSEDED)]
+            assert stream.cut_total == 2 and fake.closed_early == 2
+
+    run(main)
+
+
+def test_a_batch_is_cut_for_the_one_stream_left_when_the_other_closed():
+    """A closed stream's item needs nothing: the batch is cut as soon as every item still wanted
+    is stale, whichever place the closed one holds in the batch."""
+    fake = FakeCaptioner(gated=True, words=50, max_batch=2)
+
+    async def main():
+        with scheduler_for(fake, stream_options=CUT) as scheduler:
+            first, a, b = (scheduler.open_stream() for _ in range(3))
+            first.submit(frame(0, GREY))
+            await until(lambda: fake.started == 1, "the first frame to start")
+            a.submit(shot(0, captured_at=1000.0))
+            b.submit(shot(0, captured_at=1000.0))
+            fake.allow()
+            await until(lambda: fake.started == 2, "the batch of a and b to start")
+            a.close()  # a comes first in the batch
+            b.submit(shot(1, MOVED, captured_at=2000.0))
+            fake.allow(2)
+            tokens = 0
+            while isinstance(event := await next_event(b), TokenDelta):
+                tokens += 1
+            assert isinstance(event, FrameError) and (event.seq, event.code) == (0, ErrorCode.SUPERSEDED)
+            assert tokens < 50, "cut only once the closed stream's item was finished"
+            assert (await next_caption(b))[0].seq == 1
+            assert fake.closed_early == 1
 
     run(main)
 
