@@ -181,6 +181,7 @@ def test_one_stream_too_many_is_told_why_and_closed_with_1013():
                 with pytest.raises(WebSocketDisconnect) as closed:
                     recv(three)
                 assert closed.value.code == 1013
+                assert closed.value.reason == "Too many streams; try again later."
             # One-shot captions share the same slots: 503 with a time to come back.
             response = client.post("/v1/caption", files={"image": ("f.png", png(RED), "image/png")})
             assert (response.status_code, response.json()["code"]) == (503, "too_many_streams")
@@ -234,6 +235,26 @@ def test_a_websocket_message_over_the_limit_is_refused_and_the_stream_goes_on():
             assert "max_ws_message_bytes" in error["message"]
             ws.send_bytes(pack(png(RED, size=(16, 16)), seq=3))
             assert recv_until(ws, "caption")[0]["seq"] == 3
+
+
+def test_a_config_message_may_be_exactly_as_long_as_the_limit():
+    config = json.dumps({"type": "config", "task": "query", "question": "Is the door open?"})
+    at_limit = config + " " * (ws_module.MAX_TEXT_MESSAGE - len(config))
+    with serve() as client:
+        wait_ready(client)
+        with client.websocket_connect("/v1/stream") as ws:
+            recv(ws)
+            ws.send_text(at_limit + " ")
+            error = recv(ws)
+            assert error["code"] == "bad_message"
+            assert error["message"] == (
+                f"The text message is {ws_module.MAX_TEXT_MESSAGE + 1} characters; "
+                f"a config message is at most {ws_module.MAX_TEXT_MESSAGE}."
+            )
+            ws.send_text(at_limit)  # accepted: the next caption answers the question
+            ws.send_bytes(pack(png(RED), seq=1))
+            caption = recv_until(ws, "caption")[0]
+            assert (caption["seq"], caption["task"]) == (1, "query")
 
 
 @pytest.mark.parametrize("field", ["question", "target"])
