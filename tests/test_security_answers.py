@@ -99,6 +99,7 @@ def test_a_refused_request_is_told_why_and_what_to_do(client, headers, params, s
     ids=["no-token", "wrong-token", "origin", "host"],
 )
 def test_a_refused_websocket_is_told_why_in_its_close_reason(client, kwargs, reason):
+    kwargs = dict(kwargs)  # the parameter is shared by every run of this test
     path = "/v1/stream" + kwargs.pop("params", "")
     if "Origin" in kwargs.get("headers", {}) or "Host" in kwargs.get("headers", {}):
         path += f"?token={TOKEN}"
