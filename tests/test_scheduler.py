@@ -672,6 +672,35 @@ def test_each_cut_is_counted_and_a_stream_can_be_cut_again_after_a_caption():
     run(main)
 
 
+def test_a_shared_batch_is_not_cut_while_one_item_replaced_a_cut_frame():
+    """The frame that replaced a cut one is never cut, even in a batch where every other item is
+    stale (a batch is cut only when every item still wanted is)."""
+    fake = FakeCaptioner(gated=True, words=50, max_batch=2)
+
+    async def main():
+        with scheduler_for(fake, stream_options=CUT) as scheduler:
+            a, b = scheduler.open_stream(), scheduler.open_stream()
+            a.submit(shot(0, captured_at=1000.0))
+            await until(lambda: fake.started == 1, "a's first frame to start")
+            a.submit(shot(1, MOVED, captured_at=1500.0))  # cuts a's frame 0
+            b.submit(shot(0, captured_at=1000.0))
+            fake.allow()
+            await until(lambda: fake.started == 2, "the batch of b's frame 0 and a's frame 1")
+            assert fake.batches == [1, 2]
+            a.submit(shot(2, captured_at=3000.0))  # changed and much newer: stale, but a's item is protected
+            b.submit(shot(1, MOVED, captured_at=3000.0))  # changed and much newer: b's item is stale
+            fake.allow(2)
+            assert (await next_caption(b))[0].seq == 0
+            errors = []
+            while not isinstance(event := await next_event(a), FrameCaption):
+                if isinstance(event, FrameError):
+                    errors.append((event.seq, event.code))
+            assert errors == [(0, ErrorCode.SUPERSEDED)] and event.seq == 1
+            assert fake.closed_early == 1
+
+    run(main)
+
+
 def test_a_batch_is_cut_for_the_one_stream_left_when_the_other_closed():
     """A closed stream's item needs nothing: the batch is cut as soon as every item still wanted
     is stale, whichever place the closed one holds in the batch."""
