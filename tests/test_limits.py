@@ -237,6 +237,20 @@ def test_a_websocket_message_over_the_limit_is_refused_and_the_stream_goes_on():
             assert recv_until(ws, "caption")[0]["seq"] == 3
 
 
+def test_a_frame_over_the_pixel_limit_is_told_its_size_and_the_limit():
+    with serve(max_frame_pixels=1000) as client:
+        wait_ready(client)
+        with client.websocket_connect("/v1/stream") as ws:
+            recv(ws)
+            ws.send_bytes(pack(png(RED, size=(64, 48)), seq=4))
+            error = recv(ws)
+            assert (error["seq"], error["code"]) == (4, "frame_too_large")
+            assert error["message"] == (
+                "The frame is 64x48 = 3072 pixels, over the limit of 1000; "
+                "resize it before sending (the model's input_size is all it needs)."
+            )
+
+
 def test_a_config_message_may_be_exactly_as_long_as_the_limit():
     config = json.dumps({"type": "config", "task": "query", "question": "Is the door open?"})
     at_limit = config + " " * (ws_module.MAX_TEXT_MESSAGE - len(config))

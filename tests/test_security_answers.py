@@ -118,3 +118,14 @@ def test_the_page_opened_with_the_token_gets_exactly_this_cookie(https, secure):
     assert response.headers.get_list("referrer-policy") == ["no-referrer"]
     # The app's own headers are kept beside the added ones.
     assert response.headers["content-type"] == "application/json"
+
+
+def test_an_empty_token_in_the_url_is_a_wrong_token_not_a_missing_one(client):
+    response = client.get("/v1/info?token=")
+    assert response.json() == {"code": "token_invalid", "detail": token_invalid("?token= in the URL")}
+
+
+def test_the_token_is_taken_out_of_the_query_and_empty_values_are_kept(client):
+    response = client.get("/v1/info?token=x&keep=", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert response.status_code == 200
+    assert response.json() == {"query": "keep="}
