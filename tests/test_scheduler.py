@@ -19,7 +19,7 @@ from PIL import Image
 from camcap.config import Settings
 from camcap.engine import batching
 from camcap.engine import scheduler as scheduler_module
-from camcap.engine.change import signature
+from camcap.engine.change import difference, signature
 from camcap.engine.events import Frame, FrameCaption, FrameError, FrameUnchanged, StreamEvent, TokenDelta
 from camcap.engine.options import StreamOptions
 from camcap.engine.scheduler import Scheduler, Stream
@@ -485,6 +485,14 @@ def shot(seq: int, scene: Scene = BASE, *, noise_seed: int = 0, quality: int = 8
 MOVED = Scene(cup=(326, 200))  # the cup moved by 5 % of the width
 
 
+def test_a_cell_counts_as_changed_when_it_moved_by_more_than_eight_levels():
+    def grey(level: int):
+        return signature(Image.new("L", (64, 48), level))
+
+    assert difference(grey(100), grey(108)) == 0.0
+    assert difference(grey(100), grey(109)) == 100.0
+
+
 async def expect_unchanged(stream: Stream, seq: int, reference: int) -> FrameUnchanged:
     event = await next_event(stream)
     assert isinstance(event, FrameUnchanged), f"expected frame {seq} to be unchanged, got {event}"
@@ -638,7 +646,11 @@ def test_a_stale_generation_is_cut_and_the_newest_frame_captioned():
             while isinstance(error, TokenDelta):
                 error = await next_event(stream)
             assert isinstance(error, FrameError) and (error.seq, error.code) == (0, ErrorCode.SUPERSEDED)
-            assert "frame 1" in error.message
+            # Cut at its first token: the check runs after every event of the backend.
+            assert error.message == (
+                "Cut short after 1 tokens: frame 1 of this stream shows a changed scene and was captured more "
+                "than 100 ms later, so it is captioned instead."
+            )
             caption, _ = await next_caption(stream)
             assert caption.seq == 1 and caption.caption.text.startswith(words_of(fake.seen[1]))
             assert fake.closed_early == 1 and stream.cut_total == 1
