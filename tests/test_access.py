@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import shutil
 import socket
 import ssl
 import subprocess
@@ -31,9 +29,9 @@ from camcap.config import Settings
 from camcap.errors import AccessConfigError
 from camcap.server.app import create_app
 from camcap.server.security import TOKEN_COOKIE
-from camcap.server.threaded import serve_in_thread
 from tests.fakes import FakeCaptioner
 from tests.live_server import free_port, stop_process
+from tests.test_browser import find_chromium
 from tests.test_server import jpeg, recv, wait_ready
 
 TOKEN = "test-token-0123456789abcdef"
@@ -360,35 +358,57 @@ def test_serve_wants_cert_and_key_together(serve_env, tmp_path):
 # --- the page -------------------------------------------------------------------------------------
 
 
-@pytest.mark.browser
-def test_the_page_shows_why_access_was_denied_and_stops_retrying():
-    """A refused WebSocket reaches a page as a bare 1006, so the page learns why from /v1/info."""
-    chromium = os.environ.get("CAMCAP_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(chromium).exists():
-        pytest.skip(f"Chromium not found at {chromium}")
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    # What the server answers a page whose token went stale (a restart made a new one).
-    detail = "The access token (from the camcap_token cookie) is wrong. Open the URL camcap serve printed."
-    body = json.dumps({"code": "token_invalid", "detail": detail})
+def wait_model_ready(base: str, token: str, server: Serve) -> None:
+    deadline = time.monotonic() + SERVE_START_TIMEOUT_S
+    while True:
+        status, body = get(base + "/v1/info", headers={"Authorization": f"Bearer {token}"})
+        if status == 200 and json.loads(body)["status"] == "ready":
+            return
+        if server.process.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"`camcap serve` never had its model ready ({status} {body}):\n{server.output()[-3000:]}")
+        time.sleep(0.2)
 
-    app = create_app(Settings(model="fake"), captioner=FakeCaptioner())
-    with serve_in_thread(app) as (_, port), playwright_api.sync_playwright() as playwright:
+
+@pytest.mark.browser
+def test_the_page_shows_why_access_was_denied_and_stops_retrying(serve_env, tmp_path):
+    """A page whose token went stale (the server restarted with a new one) is refused by the real
+    access middleware. A refused WebSocket reaches a page as a bare 1006, so the page learns why
+    from /v1/info, says it verbatim, and stops retrying: only the new URL can help."""
+    chromium = find_chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    new_token = "a-new-token-after-the-restart-0123"
+    with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=["--headless", "--no-sandbox"])
         try:
             page = browser.new_page()
             page.set_default_timeout(30_000)
             asked: list[str] = []
+            page.on("request", lambda request: asked.append(request.url) if "/v1/info" in request.url else None)
 
-            def refuse(route: Any) -> None:
-                asked.append(route.request.url)
-                route.fulfill(status=401, content_type="application/json", body=body)
+            with serve(["--port", str(port), "--token", TOKEN], serve_env, tmp_path / "first.log") as first:
+                wait_answering(base + "/healthz", None, first)
+                wait_model_ready(base, TOKEN, first)
+                page.goto(f"{base}/?token={TOKEN}")  # the URL `camcap serve` prints
+                expect(page.locator("#connection-pill")).to_have_text("Connected")
 
-            page.route("**/v1/info", refuse)
-            page.goto(f"http://127.0.0.1:{port}/")
-            playwright_api.expect(page.locator("#notice-title")).to_have_text("Access denied")
-            assert page.locator("#notice-text").text_content() == detail  # verbatim
-            playwright_api.expect(page.locator("#connection-pill")).to_have_text("Access denied")
-            page.wait_for_timeout(2_000)  # the first retry would come after about 0.5 s
-            assert len(asked) == 1
+            with serve(["--port", str(port), "--token", new_token], serve_env, tmp_path / "second.log") as second:
+                wait_answering(base + "/healthz", None, second)
+                # What the server answers the page's stale cookie, read the way the page reads it.
+                status, body = get(base + "/v1/info", headers={"Cookie": f"{TOKEN_COOKIE}={TOKEN}"})
+                assert (status, json.loads(body)["code"]) == (401, "token_invalid"), body
+                detail = json.loads(body)["detail"]
+                # The page retries with growing waits (at most 15 s) until the new server answers.
+                expect(page.locator("#notice-title")).to_have_text(
+                    "Access denied", timeout=SERVE_START_TIMEOUT_S * 1000
+                )
+                assert page.locator("#notice-text").text_content() == detail  # verbatim
+                expect(page.locator("#connection-pill")).to_have_text("Access denied")
+                refused_after = len(asked)
+                page.wait_for_timeout(3_000)  # a page that went on retrying would show it by now
+                assert len(asked) == refused_after, f"the page asked again after being refused: {asked}"
+                expect(page.locator("#connection-pill")).to_have_text("Access denied")
         finally:
             browser.close()

@@ -10,6 +10,7 @@ CAMCAP_REQUIRE_BROWSER=1 (CI), where they fail.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
 import re
@@ -21,6 +22,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,8 @@ from tests.live_server import free_port, stop_process
 pytestmark = pytest.mark.browser
 
 MODEL = "random:blip-tiny"
+TOKENS = 5  # every caption of the shared server is exactly this many tokens
+SLOW_TOKENS = 20
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 # Bounds, not expectations: generous because 2 shared CPU cores build the model and run Chromium.
 SERVER_START_TIMEOUT_S = 300
@@ -95,22 +99,19 @@ def _wait_until_ready(server: Server) -> None:
     pytest.fail(f"`camcap serve` was not ready within {SERVER_START_TIMEOUT_S} s:\n{server.log_tail()}")
 
 
-@pytest.fixture(scope="module")
-def camcap_server(
-    chromium_path: str, subprocess_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
-    """A real `camcap serve` on a free port. Asks for `chromium_path` first, so that without a
-    browser the tests skip before paying for a server start."""
+@contextmanager
+def serving(subprocess_env: dict[str, str], log_dir: Path, tokens: int) -> Iterator[Server]:
+    """A real `camcap serve` on a free port whose captions are exactly `tokens` long."""
     port = free_port()
-    log_path = tmp_path_factory.mktemp("serve") / "serve.log"
+    log_path = log_dir / "serve.log"
     command = [
         sys.executable, "-m", "camcap", "serve",
         "--model", MODEL, "--device", "cpu",
         "--host", "127.0.0.1", "--port", str(port), "--no-open",
     ]  # fmt: skip
-    # Short captions keep the loop quick on CPU. Set through the environment (Settings reads
-    # CAMCAP_*), which works whichever commands offer a --max-new-tokens flag.
-    env = {**subprocess_env, "CAMCAP_MAX_NEW_TOKENS": "5"}
+    # min == max new tokens: every caption has words to stream, and takes as long as the last.
+    # Set through the environment (Settings reads CAMCAP_*).
+    env = {**subprocess_env, "CAMCAP_MAX_NEW_TOKENS": str(tokens), "CAMCAP_MIN_NEW_TOKENS": str(tokens)}
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     server = Server(url=f"http://127.0.0.1:{port}/", process=process, log_path=log_path)
@@ -121,11 +122,37 @@ def camcap_server(
         stop_process(process, timeout=15)
 
 
+@pytest.fixture(scope="module")
+def camcap_server(
+    chromium_path: str, subprocess_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """The `camcap serve` most tests share. Asks for `chromium_path` first, so that without a
+    browser the tests skip before paying for a server start. Short captions keep it quick on CPU."""
+    with serving(subprocess_env, tmp_path_factory.mktemp("serve"), TOKENS) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def slow_server(
+    chromium_path: str, subprocess_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """A server whose captions take SLOW_TOKENS generation steps: long enough, once its first
+    token is out, for two more frames to reach it while the model is busy."""
+    with serving(subprocess_env, tmp_path_factory.mktemp("serve-slow"), SLOW_TOKENS) as server:
+        yield server
+
+
 # --- the browser -------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def chromium_path() -> str:
+    return find_chromium()
+
+
+def find_chromium() -> str:
+    """Debian's Chromium and the playwright package, or a skip (a failure under
+    CAMCAP_REQUIRE_BROWSER=1, as in CI). Other modules' browser tests call it too."""
     path = os.environ.get("CAMCAP_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
     problem = None
     if not Path(path).exists():
@@ -235,6 +262,11 @@ class Wire:
         events = [json.loads(payload) for kind, payload in self.messages if kind == "received"]
         return [event for event in events if type_ is None or event["type"] == type_]
 
+    def events_before(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        """The events received before `event` (compared by value)."""
+        events = self.events()
+        return events[: events.index(event)]
+
 
 def wait_for(page: Any, condition: Callable[[], Any], what: str, timeout_s: float = CAPTIONS_TIMEOUT_S) -> Any:
     """Poll `condition` while letting Playwright deliver events; fail naming `what` on timeout."""
@@ -277,6 +309,17 @@ def assert_live_pacing(wire: Wire) -> None:
             previous = seq
 
 
+# Every text the caption overlay held, in order (a MutationObserver sees each token's update).
+_RECORD_CAPTION_TEXTS = """
+    window.__captionTexts = [];
+    document.addEventListener("DOMContentLoaded", () => {
+        const text = document.getElementById("caption-text");
+        new MutationObserver(() => window.__captionTexts.push(text.textContent))
+            .observe(text, { childList: true, characterData: true, subtree: true });
+    });
+"""
+
+
 # --- tests ---------------------------------------------------------------------------------------
 
 
@@ -285,6 +328,7 @@ def test_live_captions_of_the_fake_camera(camcap_server: Server, page: Any, page
 
     model = camcap_server.info["model"]
     wire = Wire.attach(page)
+    page.add_init_script(_RECORD_CAPTION_TEXTS)
     page.goto(camcap_server.url)
     expect(page.locator("#connection-pill")).to_have_text("Connected")
     expect(page.locator("#model-name")).to_have_text(MODEL)
@@ -329,15 +373,23 @@ def test_live_captions_of_the_fake_camera(camcap_server: Server, page: Any, page
 
     assert_live_pacing(wire)
 
-    # Every caption answers a frame the page sent, echoes its capture time, and was streamed.
+    # Every caption answers a frame the page sent, echoes its capture time, and was streamed:
+    # its token events came before it and spell it.
     by_seq = {frame.seq: frame for frame in frames}
-    token_seqs = {event["seq"] for event in wire.events("token")}
     for caption in wire.events("caption"):
         assert caption["seq"] in by_seq, f"Caption for unknown frame {caption['seq']}"
         assert caption["captured_at"] == by_seq[caption["seq"]].header["captured_at"]
         assert caption["random_weights"] is True
-        if caption["text"]:
-            assert caption["seq"] in token_seqs, f"Caption {caption['seq']} arrived without any token events"
+        assert caption["timings"]["tokens"] == TOKENS and caption["text"].strip()
+        tokens = [e["text"] for e in wire.events_before(caption) if e["type"] == "token" and e["seq"] == caption["seq"]]
+        assert tokens, f"Caption {caption['seq']} arrived without any token events"
+        assert "".join(tokens) == caption["text"]
+
+    # The overlay was written word by word: it showed a part of a caption before the whole.
+    overlay = page.evaluate("() => window.__captionTexts")
+    finals = {e["text"] for e in wire.events("caption")}
+    partial = [text for text in overlay if text and text not in finals and any(f.startswith(text) for f in finals)]
+    assert partial, f"The overlay never showed a caption being written; it showed {overlay}"
 
     # What the page shows is a caption the server sent for one of those frames. Read in one go
     # while the overlay holds a finished caption (between captions it shows a growing one).
@@ -456,8 +508,14 @@ def test_unreachable_server_is_retried(camcap_server: Server, page: Any) -> None
     page.route("**/v1/info", lambda route: route.abort("connectionrefused"))
     page.goto(camcap_server.url)
     expect(page.locator("#notice-title")).to_have_text("Server unreachable")
-    expect(page.locator("#connection-pill")).to_contain_text(re.compile(r"retry 1 in \d+ s"))
-    expect(page.locator("#connection-pill")).to_contain_text("retry 2 in")  # it did try again
+    # The attempt number grows as the page tries again. Read, not expected to be 1: on a loaded
+    # machine the first retry may already be past when the pill is first read.
+    attempt = re.compile(r"retry (\d+) in \d+ s")
+    pill = page.locator("#connection-pill")
+    expect(pill).to_contain_text(attempt)
+    first = int(attempt.search(pill.text_content() or "").group(1))  # type: ignore[union-attr]
+    later = lambda: (found := attempt.search(pill.text_content() or "")) and int(found.group(1)) > first  # noqa: E731
+    wait_for(page, later, "the page to try again", timeout_s=30)
 
     page.unroute("**/v1/info")
     page.get_by_role("button", name="Retry now").click()
@@ -555,4 +613,236 @@ def test_a_still_scene_is_answered_unchanged_and_the_page_keeps_going(
     assert_live_pacing(wire)
     expect(page.locator("#caption-text")).to_have_text(captions[0]["text"])
     expect(page.locator("#stat-unchanged")).not_to_have_text("0")
+    assert page_errors == []
+
+
+# --- the controls the README promises ----------------------------------------------------------
+
+
+def _open(page: Any, server: Server) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(server.url)
+    expect(page.locator("#connection-pill")).to_have_text("Connected")
+
+
+def _settings(page: Any) -> None:
+    from playwright.sync_api import expect
+
+    page.get_by_role("button", name="Settings").click()
+    expect(page.locator("#settings")).to_be_visible()
+
+
+def _set_number(page: Any, label: str, value: str) -> None:
+    field_ = page.get_by_label(label, exact=True)
+    field_.fill(value)
+    field_.press("Tab")  # "change" fires when the field loses focus
+
+
+def _sent_at_gaps(frames: list[SentFrame]) -> list[float]:
+    sent = [frame.header["sent_at"] for frame in frames]
+    return [later - earlier for earlier, later in itertools.pairwise(sent)]
+
+
+def test_mirror_flips_the_preview_and_never_the_frames_sent(
+    camcap_server: Server, page: Any, page_errors: list[str]
+) -> None:
+    from playwright.sync_api import expect
+
+    wire = Wire.attach(page)
+    _open(page, camcap_server)
+    mirror = page.get_by_role("button", name="Mirror")
+    video = page.locator("#video")
+    transform = "() => getComputedStyle(document.getElementById('video')).transform"
+    page.get_by_role("button", name="Start camera").click()
+    # Mirrored by default; then off, then on again. Frames captured in each state reach the server.
+    for toggles, pressed in enumerate(("true", "false", "true")):
+        if toggles:
+            mirror.click()
+        expect(mirror).to_have_attribute("aria-pressed", pressed)
+        if pressed == "true":
+            expect(video).to_have_class(re.compile(r"\bmirrored\b"))
+            assert page.evaluate(transform) == "matrix(-1, 0, 0, 1, 0, 0)"
+        else:
+            expect(video).not_to_have_class(re.compile(r"\bmirrored\b"))
+            assert page.evaluate(transform) == "none"
+        sent = len(wire.frames())
+        # The frame in flight at the toggle may predate it; the one after it cannot.
+        wait_for(page, lambda sent=sent: len(wire.frames()) >= sent + 2, f"two frames with mirror {pressed}")
+    for frame in wire.frames():
+        try:
+            decode_frame(frame.image)  # raises NotAClipFrame for a mirrored frame
+        except NotAClipFrame:
+            frame.image.save(save_artifact(f"browser-mirrored-frame-{frame.seq}.jpg"))
+            raise
+    assert page_errors == []
+
+
+def test_escape_closes_settings_and_gives_focus_back(camcap_server: Server, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    _open(page, camcap_server)
+    _settings(page)
+    expect(page.get_by_label("Camera", exact=True)).to_be_focused()
+    page.keyboard.press("Tab")  # anywhere in the panel
+    page.keyboard.press("Escape")
+    expect(page.locator("#settings")).to_be_hidden()
+    settings_button = page.get_by_role("button", name="Settings")
+    expect(settings_button).to_be_focused()
+    expect(settings_button).to_have_attribute("aria-expanded", "false")
+
+
+def test_fullscreen_holds_the_video_the_caption_and_the_controls(camcap_server: Server, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    _open(page, camcap_server)
+    button = page.locator("#fullscreen-btn")
+    expect(button).to_be_enabled()
+    button.click()
+    shown = "() => document.fullscreenElement?.id ?? null"
+    wait_for(page, lambda: page.evaluate(shown) == "stage", "the stage to go fullscreen", timeout_s=10)
+    for part in ("#video", "#caption", "#start-btn", "#settings-btn", "#stats"):
+        assert page.evaluate(f"() => document.fullscreenElement.contains(document.querySelector('{part}'))"), part
+    expect(button).to_have_text("Exit fullscreen")
+    expect(button).to_have_attribute("aria-pressed", "true")
+    button.click()
+    wait_for(page, lambda: page.evaluate(shown) is None, "fullscreen to end", timeout_s=10)
+    expect(button).to_have_text("Fullscreen")
+    expect(button).to_have_attribute("aria-pressed", "false")
+
+
+def test_settings_are_remembered_across_a_reload(camcap_server: Server, page: Any, page_errors: list[str]) -> None:
+    from playwright.sync_api import expect
+
+    _open(page, camcap_server)
+    _settings(page)
+    page.get_by_label("Caption length", exact=True).select_option("short")
+    page.get_by_label("Send frames", exact=True).select_option("interval")
+    _set_number(page, "Every (s)", "7")
+    page.evaluate(
+        """() => { const q = document.getElementById("quality-input");
+                   q.value = "0.5"; q.dispatchEvent(new Event("input")); }"""
+    )
+    page.get_by_role("button", name="Mirror").click()
+    expect(page.get_by_role("button", name="Mirror")).to_have_attribute("aria-pressed", "false")
+
+    wire = Wire.attach(page)
+    page.reload()
+    expect(page.locator("#connection-pill")).to_have_text("Connected")
+    expect(page.locator("#length-select")).to_have_value("short")
+    expect(page.locator("#pacing-select")).to_have_value("interval")
+    expect(page.locator("#interval-input")).to_have_value("7")
+    expect(page.locator("#quality-input")).to_have_value("0.5")
+    expect(page.locator("#quality-output")).to_have_text("0.50")
+    expect(page.get_by_role("button", name="Mirror")).to_have_attribute("aria-pressed", "false")
+    expect(page.locator("#video")).not_to_have_class(re.compile(r"\bmirrored\b"))
+    # And they are what the page uses: the remembered task is the first config it sends.
+    wait_for(page, lambda: wire.sent_json(), "the first config message", timeout_s=10)
+    assert wire.sent_json()[0] == {"type": "config", "task": "caption", "length": "short"}
+    assert page_errors == []
+
+
+def test_stop_removes_the_caption_and_sends_no_more_frames(
+    camcap_server: Server, page: Any, page_errors: list[str]
+) -> None:
+    from playwright.sync_api import expect
+
+    wire = Wire.attach(page)
+    _open(page, camcap_server)
+    page.get_by_role("button", name="Start camera").click()
+    wait_for(page, lambda: wire.events("caption"), "a caption")
+    expect(page.locator("#caption")).to_be_visible()
+    page.get_by_role("button", name="Stop camera").click()
+    expect(page.locator("#caption")).to_be_hidden()
+    expect(page.locator("#caption-text")).to_have_text("")
+    expect(page.locator("#notice-title")).to_have_text("Camera is off")
+    # A frame in flight at the stop is still answered; its caption must not come back on screen.
+    sent = {frame.seq for frame in wire.frames()}
+    answered = lambda: {e["seq"] for e in wire.events() if e["type"] in ("caption", "unchanged", "error")}  # noqa: E731
+    wait_for(page, lambda: sent <= answered(), "the answer to every frame sent before the stop")
+    expect(page.locator("#caption")).to_be_hidden()
+    assert {frame.seq for frame in wire.frames()} == sent, "A frame was sent after Stop"
+    assert page_errors == []
+
+
+def test_minimum_gap_spaces_the_frames_of_live_pacing(camcap_server: Server, page: Any, page_errors: list[str]) -> None:
+    """A still scene is answered `unchanged` in milliseconds, so only the gap holds the page back
+    (without it, frames would go out about every 0.1 s)."""
+    page.add_init_script(_STILL_CAMERA)
+    wire = Wire.attach(page)
+    _open(page, camcap_server)
+    _settings(page)
+    _set_number(page, "Minimum gap (s)", "1")
+    page.get_by_role("button", name="Start camera").click()
+    wait_for(page, lambda: len(wire.frames()) >= 4, "four frames")
+    assert len(wire.events("unchanged")) >= 2, "the still scene was captioned over and over"
+    gaps = _sent_at_gaps(wire.frames())
+    # A lower bound only: the page never sends sooner than the gap after its previous frame.
+    assert min(gaps) >= 1000 - 1, f"Frames were sent {gaps} ms apart; the minimum gap is 1000 ms"
+    assert_live_pacing(wire)  # and still one frame in flight at a time
+    assert page_errors == []
+
+
+def test_fixed_interval_sends_whatever_the_model_does_and_the_page_counts_skipped_frames(
+    slow_server: Server, page: Any, page_errors: list[str]
+) -> None:
+    """Every 0.2 s a frame, answered or not; frames that reach a busy model wait in its one slot,
+    the newest replacing the older, and the page adds up the `skipped` counts it is told.
+
+    The test relays the socket: it passes the first frame on, holds the next two until the model
+    has written the first frame's first token (so it is busy for SLOW_TOKENS - 1 more steps),
+    sends both at once, and holds every later frame. So exactly one frame is skipped.
+    """
+    from playwright.sync_api import expect
+
+    held: list[bytes] = []
+    sent: list[SentFrame] = []  # every frame the page sent, passed on or not
+    events: list[dict[str, Any]] = []  # every event the server sent
+    flow: dict[str, Any] = {"first": None, "flushed": False}
+
+    def relay(route: Any) -> None:
+        server = route.connect_to_server()
+
+        def to_page(message: str | bytes) -> None:
+            event = json.loads(message)
+            events.append(event)
+            if event["type"] == "token" and event["seq"] == flow["first"] and not flow["flushed"] and len(held) == 2:
+                flow["flushed"] = True
+                server.send(held[0])
+                server.send(held[1])
+            route.send(message)
+
+        def to_server(message: str | bytes) -> None:
+            if isinstance(message, str):
+                server.send(message)
+                return
+            sent.append(parse_frame(message))
+            if flow["first"] is None:
+                flow["first"] = sent[-1].seq
+                server.send(message)
+            elif len(held) < 2:
+                held.append(message)
+            # Later frames are dropped: with nothing more to caption, the counts settle.
+
+        server.on_message(to_page)
+        route.on_message(to_server)
+
+    def captions() -> list[dict[str, Any]]:
+        return [event for event in events if event["type"] == "caption"]
+
+    page.route_web_socket(re.compile(r"/v1/stream$"), relay)
+    _open(page, slow_server)
+    _settings(page)
+    page.get_by_label("Send frames", exact=True).select_option("interval")
+    _set_number(page, "Every (s)", "0.2")
+    page.get_by_role("button", name="Start camera").click()
+    # Interval pacing does not wait for answers: three frames go out before the first caption.
+    wait_for(page, lambda: len(held) == 2, "three frames sent without waiting for an answer")
+    wait_for(page, lambda: len(captions()) >= 2, "the captions of the first and the third frame")
+    first, third = captions()[:2]
+    assert (first["seq"], first["skipped"]) == (flow["first"], 0)
+    assert (third["seq"], third["skipped"]) == (parse_frame(held[1]).seq, 1), "the second frame was replaced"
+    expect(page.locator("#stat-skipped")).to_have_text("1")
+    gaps = _sent_at_gaps(sent)
+    assert min(gaps) >= 200 - 1, f"Frames were sent {gaps} ms apart; the interval is 200 ms"
     assert page_errors == []

@@ -187,6 +187,7 @@ def test_one_stream_too_many_is_told_why_and_closed_with_1013():
                 with pytest.raises(WebSocketDisconnect) as closed:
                     recv(three)
                 assert closed.value.code == 1013
+                assert closed.value.reason == "Too many streams; try again later."
             # One-shot captions share the same slots: 503 with a time to come back.
             response = client.post("/v1/caption", files={"image": ("f.png", png(RED), "image/png")})
             assert (response.status_code, response.json()["code"]) == (503, "too_many_streams")
@@ -240,6 +241,40 @@ def test_a_websocket_message_over_the_limit_is_refused_and_the_stream_goes_on():
             assert "max_ws_message_bytes" in error["message"]
             ws.send_bytes(pack(png(RED, size=(16, 16)), seq=3))
             assert recv_until(ws, "caption")[0]["seq"] == 3
+
+
+def test_a_frame_over_the_pixel_limit_is_told_its_size_and_the_limit():
+    with serve(max_frame_pixels=1000) as client:
+        wait_ready(client)
+        with client.websocket_connect("/v1/stream") as ws:
+            recv(ws)
+            ws.send_bytes(pack(png(RED, size=(64, 48)), seq=4))
+            error = recv(ws)
+            assert (error["seq"], error["code"]) == (4, "frame_too_large")
+            assert error["message"] == (
+                "The frame is 64x48 = 3072 pixels, over the limit of 1000; "
+                "resize it before sending (the model's input_size is all it needs)."
+            )
+
+
+def test_a_config_message_may_be_exactly_as_long_as_the_limit():
+    config = json.dumps({"type": "config", "task": "query", "question": "Is the door open?"})
+    at_limit = config + " " * (ws_module.MAX_TEXT_MESSAGE - len(config))
+    with serve() as client:
+        wait_ready(client)
+        with client.websocket_connect("/v1/stream") as ws:
+            recv(ws)
+            ws.send_text(at_limit + " ")
+            error = recv(ws)
+            assert error["code"] == "bad_message"
+            assert error["message"] == (
+                f"The text message is {ws_module.MAX_TEXT_MESSAGE + 1} characters; "
+                f"a config message is at most {ws_module.MAX_TEXT_MESSAGE}."
+            )
+            ws.send_text(at_limit)  # accepted: the next caption answers the question
+            ws.send_bytes(pack(png(RED), seq=1))
+            caption = recv_until(ws, "caption")[0]
+            assert (caption["seq"], caption["task"]) == (1, "query")
 
 
 @pytest.mark.parametrize("field", ["question", "target"])
@@ -299,11 +334,27 @@ def test_a_client_that_does_not_read_is_not_read_either(monkeypatch):
                 return {"type": "websocket.disconnect"}
             return {"type": "websocket.receive", "text": "{not json"}
 
+    backlog_waits = 0
+    real_sleep = ws_module.anyio.sleep
+
+    async def sleep(seconds: float) -> None:
+        nonlocal backlog_waits
+        if seconds == ws_module._BACKLOG_POLL_S:
+            backlog_waits += 1
+        await real_sleep(seconds)
+
+    monkeypatch.setattr(ws_module.anyio, "sleep", sleep)
+
     async def scenario() -> tuple[int, int]:
         session, socket = Session(), Socket()
         guard = StreamLimits(max_message_bytes=1 << 20, max_fps=30, max_question_chars=500)
         reader = asyncio.ensure_future(ws_module._read(socket, session, None, guard))  # type: ignore[arg-type]
-        await asyncio.sleep(0.05)
+        # The event that proves the reader stopped: it is waiting for the client to catch up.
+        for _ in range(10_000):
+            if backlog_waits >= 3 or reader.done():
+                break
+            await real_sleep(0.001)
+        assert backlog_waits >= 3, "the reader never waited for the client to read its backlog"
         stalled_at = socket.sent
         while not reader.done():  # the client starts reading: the server reads again
             if not session.outbox.empty():

@@ -16,12 +16,14 @@ from contextlib import contextmanager
 import pytest
 from PIL import Image
 
+from camcap.config import Settings
 from camcap.engine import batching
-from camcap.engine.change import signature
+from camcap.engine import scheduler as scheduler_module
+from camcap.engine.change import difference, signature
 from camcap.engine.events import Frame, FrameCaption, FrameError, FrameUnchanged, StreamEvent, TokenDelta
 from camcap.engine.options import StreamOptions
 from camcap.engine.scheduler import Scheduler, Stream
-from camcap.errors import UnsupportedTaskError
+from camcap.errors import CamcapError, UnsupportedTaskError
 from camcap.models.base import Task
 from camcap.server.messages import ErrorCode
 from tests.fakes import FakeCaptioner
@@ -130,6 +132,8 @@ def test_the_observer_is_told_every_delivered_event_and_every_batch():
             b.submit(frame(0, BLUE))
             first, _ = await next_caption(a)
             second, _ = await next_caption(b)
+            # The batch is reported after its captions are delivered: wait for the report.
+            await until(lambda: recorder.batches != [], "the batch to be reported")
             assert recorder.batches == [2]
             assert [e for e in recorder.events if isinstance(e, FrameCaption)] == [first, second]
             assert sum(isinstance(e, TokenDelta) for e in recorder.events) == 8
@@ -169,8 +173,12 @@ def test_a_newer_frame_replaces_the_waiting_one_and_nothing_queues():
             assert (first.seq, first.skipped) == (0, 0)
             assert (second.seq, second.skipped) == (3, 2)
             assert second.caption.text == words_of(YELLOW)
-            await asyncio.sleep(0.05)  # room for a wrongly queued frame to reach the model
-            assert fake.seen == [RED, YELLOW]
+            # A marker frame: the worker takes frames in order, so if green or blue had been
+            # queued, the model would see them before this one (the gate has a ticket left).
+            stream.submit(frame(4, RED))
+            marker, _ = await next_caption(stream)
+            assert marker.seq == 4
+            assert fake.seen == [RED, YELLOW, RED]
             assert stream.events.empty()
             assert stream.skipped_total == 2
 
@@ -293,8 +301,10 @@ def test_closing_a_stream_drops_its_waiting_frame():
             b.close()
             fake.allow(2)
             await next_caption(a)
-            await asyncio.sleep(0.05)
-            assert fake.seen == [RED]
+            # b was never served, so a frame of b still waiting would be taken before a's next one.
+            a.submit(frame(1, GREEN))
+            assert (await next_caption(a))[0].seq == 1
+            assert fake.seen == [RED, GREEN]
             with pytest.raises(RuntimeError, match="closed"):
                 b.submit(frame(1, BLUE))
 
@@ -375,11 +385,33 @@ def test_a_model_failure_is_reported_and_the_worker_carries_on():
             error = await next_event(stream)
             assert isinstance(error, FrameError)
             assert (error.seq, error.code) == (5, ErrorCode.MODEL_ERROR)
-            assert "CUDA out of memory" in error.message
+            assert error.message == "The model failed on this frame: RuntimeError: CUDA out of memory"
             fake.fail_with = None
             stream.submit(frame(6, GREEN))
             caption, _ = await next_caption(stream)
             assert caption.seq == 6
+
+    run(main)
+
+
+@pytest.mark.parametrize(
+    ("failure", "code"),
+    [
+        (CamcapError("The model file is damaged: run `camcap pull` again."), ErrorCode.MODEL_ERROR),
+        (UnsupportedTaskError("This model cannot point."), ErrorCode.UNSUPPORTED_TASK),
+    ],
+    ids=["camcap-error", "unsupported-task"],
+)
+def test_a_failure_camcap_explains_reaches_the_stream_in_its_own_words(failure, code):
+    fake = FakeCaptioner(fail_with=failure)
+
+    async def main():
+        with scheduler_for(fake) as scheduler:
+            stream = scheduler.open_stream()
+            stream.submit(frame(5, RED))
+            error = await next_event(stream)
+            assert isinstance(error, FrameError)
+            assert (error.seq, error.code, error.message) == (5, code, str(failure))
 
     run(main)
 
@@ -453,6 +485,14 @@ def shot(seq: int, scene: Scene = BASE, *, noise_seed: int = 0, quality: int = 8
 MOVED = Scene(cup=(326, 200))  # the cup moved by 5 % of the width
 
 
+def test_a_cell_counts_as_changed_when_it_moved_by_more_than_eight_levels():
+    def grey(level: int):
+        return signature(Image.new("L", (64, 48), level))
+
+    assert difference(grey(100), grey(108)) == 0.0
+    assert difference(grey(100), grey(109)) == 100.0
+
+
 async def expect_unchanged(stream: Stream, seq: int, reference: int) -> FrameUnchanged:
     event = await next_event(stream)
     assert isinstance(event, FrameUnchanged), f"expected frame {seq} to be unchanged, got {event}"
@@ -501,6 +541,34 @@ def test_a_threshold_of_zero_captions_every_frame():
     run(main)
 
 
+def test_a_still_scene_is_captioned_again_every_camcap_max_unchanged_s(monkeypatch):
+    """The setting, read from the environment, reaches each stream and forces a fresh caption of
+    an unchanged scene once the last captioned frame is that old (on the scheduler's own clock)."""
+    monkeypatch.setenv("CAMCAP_MAX_UNCHANGED_S", "5")
+    clock = [1000.0]
+    monkeypatch.setattr(scheduler_module, "monotonic", lambda: clock[0])
+    fake = FakeCaptioner()
+
+    async def main():
+        with scheduler_for(fake, stream_options=Settings().stream_options()) as scheduler:
+            stream = scheduler.open_stream()
+            stream.submit(shot(0))  # taken by the model at 1000.0
+            await next_caption(stream)
+            clock[0] = 1004.9
+            stream.submit(shot(1))
+            await expect_unchanged(stream, 1, reference=0)
+            clock[0] = 1005.0  # five seconds after frame 0 was taken: captioned, unchanged or not
+            stream.submit(shot(2))
+            caption, _ = await next_caption(stream)
+            assert (caption.seq, caption.unchanged) == (2, 1)
+            clock[0] = 1009.9  # the five seconds now count from frame 2
+            stream.submit(shot(3))
+            await expect_unchanged(stream, 3, reference=2)
+            assert len(fake.seen) == 2
+
+    run(main)
+
+
 def test_a_new_task_or_configuration_forces_a_caption_of_the_same_scene():
     fake = FakeCaptioner()
 
@@ -534,12 +602,12 @@ def test_an_unchanged_frame_is_compared_with_the_frame_being_captioned_and_drops
             await expect_unchanged(stream, 2, reference=0)
             fake.allow()
             assert (await next_caption(stream))[0].seq == 0
-            await asyncio.sleep(0.05)  # room for the dropped frame to reach the model, wrongly
-            assert fake.started == 1
+            # Had frame 1 still been waiting, the model would take it next and caption it first.
             stream.submit(shot(3, MOVED))
             fake.allow()
             caption, _ = await next_caption(stream)
             assert (caption.seq, caption.skipped, caption.unchanged) == (3, 1, 1)
+            assert fake.started == 2
 
     run(main)
 
@@ -578,10 +646,97 @@ def test_a_stale_generation_is_cut_and_the_newest_frame_captioned():
             while isinstance(error, TokenDelta):
                 error = await next_event(stream)
             assert isinstance(error, FrameError) and (error.seq, error.code) == (0, ErrorCode.SUPERSEDED)
-            assert "frame 1" in error.message
+            # Cut at its first token: the check runs after every event of the backend.
+            assert error.message == (
+                "Cut short after 1 tokens: frame 1 of this stream shows a changed scene and was captured more "
+                "than 100 ms later, so it is captioned instead."
+            )
             caption, _ = await next_caption(stream)
             assert caption.seq == 1 and caption.caption.text.startswith(words_of(fake.seen[1]))
             assert fake.closed_early == 1 and stream.cut_total == 1
+
+    run(main)
+
+
+def test_each_cut_is_counted_and_a_stream_can_be_cut_again_after_a_caption():
+    fake = FakeCaptioner(gated=True, words=50)
+
+    async def until_caption(stream: Stream) -> tuple[FrameCaption, list[FrameError]]:
+        errors = []
+        while not isinstance(event := await next_event(stream), FrameCaption):
+            if isinstance(event, FrameError):
+                errors.append(event)
+        return event, errors
+
+    async def main():
+        with scheduler_for(fake) as scheduler:
+            stream = scheduler.open_stream(options=CUT)
+            for first, started in ((0, 1), (2, 3)):
+                stream.submit(shot(first, captured_at=1000.0 * (first + 1)))
+                await until(lambda started=started: fake.started == started, f"frame {first} to start")
+                stream.submit(shot(first + 1, MOVED, captured_at=1000.0 * (first + 1) + 500))
+                fake.allow(2)
+                caption, errors = await until_caption(stream)
+                assert caption.seq == first + 1
+                assert [(e.seq, e.code) for e in errors] == [(first, ErrorCode.SUPERSEDED)]
+            assert stream.cut_total == 2 and fake.closed_early == 2
+
+    run(main)
+
+
+def test_a_shared_batch_is_not_cut_while_one_item_replaced_a_cut_frame():
+    """The frame that replaced a cut one is never cut, even in a batch where every other item is
+    stale (a batch is cut only when every item still wanted is)."""
+    fake = FakeCaptioner(gated=True, words=50, max_batch=2)
+
+    async def main():
+        with scheduler_for(fake, stream_options=CUT) as scheduler:
+            a, b = scheduler.open_stream(), scheduler.open_stream()
+            a.submit(shot(0, captured_at=1000.0))
+            await until(lambda: fake.started == 1, "a's first frame to start")
+            a.submit(shot(1, MOVED, captured_at=1500.0))  # cuts a's frame 0
+            b.submit(shot(0, captured_at=1000.0))
+            fake.allow()
+            await until(lambda: fake.started == 2, "the batch of b's frame 0 and a's frame 1")
+            assert fake.batches == [1, 2]
+            a.submit(shot(2, captured_at=3000.0))  # changed and much newer: stale, but a's item is protected
+            b.submit(shot(1, MOVED, captured_at=3000.0))  # changed and much newer: b's item is stale
+            fake.allow(2)
+            assert (await next_caption(b))[0].seq == 0
+            errors = []
+            while not isinstance(event := await next_event(a), FrameCaption):
+                if isinstance(event, FrameError):
+                    errors.append((event.seq, event.code))
+            assert errors == [(0, ErrorCode.SUPERSEDED)] and event.seq == 1
+            assert fake.closed_early == 1
+
+    run(main)
+
+
+def test_a_batch_is_cut_for_the_one_stream_left_when_the_other_closed():
+    """A closed stream's item needs nothing: the batch is cut as soon as every item still wanted
+    is stale, whichever place the closed one holds in the batch."""
+    fake = FakeCaptioner(gated=True, words=50, max_batch=2)
+
+    async def main():
+        with scheduler_for(fake, stream_options=CUT) as scheduler:
+            first, a, b = (scheduler.open_stream() for _ in range(3))
+            first.submit(frame(0, GREY))
+            await until(lambda: fake.started == 1, "the first frame to start")
+            a.submit(shot(0, captured_at=1000.0))
+            b.submit(shot(0, captured_at=1000.0))
+            fake.allow()
+            await until(lambda: fake.started == 2, "the batch of a and b to start")
+            a.close()  # a comes first in the batch
+            b.submit(shot(1, MOVED, captured_at=2000.0))
+            fake.allow(2)
+            tokens = 0
+            while isinstance(event := await next_event(b), TokenDelta):
+                tokens += 1
+            assert isinstance(event, FrameError) and (event.seq, event.code) == (0, ErrorCode.SUPERSEDED)
+            assert tokens < 50, "cut only once the closed stream's item was finished"
+            assert (await next_caption(b))[0].seq == 1
+            assert fake.closed_early == 1
 
     run(main)
 
@@ -668,15 +823,33 @@ def test_a_batch_window_gathers_frames_of_streams_that_arrive_nearly_together():
     async def main():
         # A long window, so the test never depends on timing: the second frame ends it.
         with scheduler_for(fake, batch_window_ms=30_000) as scheduler:
+            waits = watch_window_waits(scheduler)
             a, b = scheduler.open_stream(), scheduler.open_stream()
             a.submit(frame(0, RED))
-            await asyncio.sleep(0.05)  # without a window the model would start on a's frame alone
+            # The worker has seen a's frame alone and chose to wait: without a window it would
+            # have started the model on it instead.
+            await until(lambda: waits, "the worker to wait for b's frame")
             b.submit(frame(0, BLUE))
             await next_caption(a)
             await next_caption(b)
             assert fake.batches == [2]
 
     run(main)
+
+
+def watch_window_waits(scheduler: Scheduler) -> list[float]:
+    """The positive delays the worker computed (it then waits that long for more frames)."""
+    waits: list[float] = []
+    window_delay = scheduler.batch_window.delay
+
+    def delay(**kwargs) -> float:
+        seconds = window_delay(**kwargs)
+        if seconds > 0:
+            waits.append(seconds)
+        return seconds
+
+    scheduler.batch_window.delay = delay  # type: ignore[method-assign]
+    return waits
 
 
 def test_a_batch_window_never_holds_a_lone_stream():

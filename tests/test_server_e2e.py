@@ -27,6 +27,9 @@ pytestmark = pytest.mark.slow
 
 SPEC = "random:blip-tiny"
 LOAD_TIMEOUT = 300.0  # building and loading a tiny checkpoint takes seconds; a loaded CI box, more
+# min_new_tokens == max_new_tokens: every caption is exactly this many tokens, so the counts
+# below are exact (a model that stopped at once would otherwise pass with none).
+TOKENS = 5
 
 
 def jpeg(colour: tuple[int, int, int], size: tuple[int, int] = (320, 240)) -> bytes:
@@ -39,7 +42,12 @@ def jpeg(colour: tuple[int, int, int], size: tuple[int, int] = (320, 240)) -> by
 def client(model_cache: Path) -> Iterator[TestClient]:
     # allow_hosts: TestClient sends `Host: testserver`, which the DNS-rebinding guard refuses otherwise.
     settings = Settings(
-        model=SPEC, cache_dir=model_cache, max_new_tokens=5, allow_download=False, allow_hosts=["testserver"]
+        model=SPEC,
+        cache_dir=model_cache,
+        max_new_tokens=TOKENS,
+        min_new_tokens=TOKENS,
+        allow_download=False,
+        allow_hosts=["testserver"],
     )
     app = create_app(settings)
     with TestClient(app) as client:
@@ -68,8 +76,8 @@ def test_multipart_round_trip_with_a_real_model(client):
     assert response.status_code == 200, response.text
     body = CaptionResponse.model_validate(response.json())
     assert (body.model, body.task, body.random_weights) == (SPEC, "caption", True)
-    assert isinstance(body.caption, str)
-    assert 0 <= body.timings.tokens <= 5
+    assert body.caption.strip(), "a caption of five tokens has words"
+    assert body.timings.tokens == TOKENS
     assert body.timings.total_ms >= body.timings.inference_ms > 0
 
 
@@ -88,8 +96,12 @@ def test_websocket_round_trip_with_a_real_model(client):
                 SPEC,
                 True,
             )
+            # Streamed: token events came first, for this frame only, and spell the caption.
+            assert before, f"frame {seq} was captioned without any token event"
             assert all(e["type"] == "token" and e["seq"] == seq for e in before)
-            assert len(before) <= caption.timings.tokens <= 5
+            assert "".join(e["text"] for e in before) == caption.text
+            assert caption.text.strip() and caption.timings.tokens == TOKENS
+            assert len(before) <= TOKENS
             assert caption.timings.receive_ms is not None
 
 

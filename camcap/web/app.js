@@ -57,6 +57,9 @@ const state = {
   /** What the server accepts per frame (LimitsOut), from the ready event. */
   limits: null,
   nextSeq: 0,
+  /** Frames numbered below this were sent before the camera was last stopped: their answers may
+   * still arrive, but they describe a picture no longer shown, so they stay off the screen. */
+  shownFromSeq: 0,
 };
 
 // --- frames --------------------------------------------------------------------------------------
@@ -139,6 +142,7 @@ function stopCamera() {
   pacer.stop();
   camera.stop();
   speaker.stop();
+  state.shownFromSeq = state.nextSeq;
   // The caption describes a picture no longer shown: take it down with the video.
   view.clearCaption();
   overlay.clear();
@@ -252,9 +256,12 @@ connection.addEventListener("closed", () => {
   view.captionInterrupted();
 });
 
-connection.addEventListener("token", ({ detail }) => view.captionToken(detail.seq, detail.text));
+connection.addEventListener("token", ({ detail }) => {
+  if (detail.seq >= state.shownFromSeq) view.captionToken(detail.seq, detail.text);
+});
 
 connection.addEventListener("caption", ({ detail }) => {
+  if (detail.seq < state.shownFromSeq) return;
   const ageMs = detail.captured_at ? nowMs() - detail.captured_at : null;
   const label = detail.task === "query" ? controls.configMessage()?.question : null;
   // Boxes and points go on the picture, and in words to the detections list and the announcement.
