@@ -93,6 +93,9 @@ class ModelInfo:
     # that shows one says so.
     random_weights: bool = False
     revision: str | None = None
+    # True for camcap's own demo models (demo:shapes): real weights, but they only know the
+    # drawn scenes they were trained on, and every place that shows the model says so.
+    demo: bool = False
 
     def check_task(self, task: Task) -> None:
         """Raise `UnsupportedTaskError` naming the supported tasks if `task` is not one of them."""

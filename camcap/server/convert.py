@@ -48,6 +48,7 @@ def model_info_out(info: ModelInfo) -> ModelInfoOut:
         max_batch=info.max_batch,
         random_weights=info.random_weights,
         revision=info.revision,
+        demo=info.demo,
     )
 
 

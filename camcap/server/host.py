@@ -132,6 +132,8 @@ class ModelHost:
             )
             if info.random_weights:
                 logger.warning("Model %s has random weights: its captions are meaningless words.", info.name)
+            if info.demo:
+                logger.warning("Model %s is a demo model: it only names coloured shapes and their side.", info.name)
         assert self._loop is not None
         try:
             self._loop.call_soon_threadsafe(self._settle, captioner, scheduler, error)

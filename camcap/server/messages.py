@@ -98,6 +98,7 @@ class ModelInfoOut(_Message):
     max_batch: int
     random_weights: bool = Field(description="True: captions are meaningless words from random weights.")
     revision: str | None = None
+    demo: bool = Field(False, description="True: a small demo model that knows only the scenes it was trained on.")
 
 
 class LimitsOut(_Message):

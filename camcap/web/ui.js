@@ -58,7 +58,7 @@ export class View {
     this.pill.dataset.tone = tone;
   }
 
-  /** @param {{name?: string, random_weights?: boolean, device?: string, input_size?: number} | null} model */
+  /** @param {{name?: string, random_weights?: boolean, demo?: boolean, device?: string, input_size?: number} | null} model */
   setModel(model, fallbackName = null) {
     const name = model?.name ?? fallbackName;
     $("model-name").textContent = name ? name : "No model yet";
@@ -66,6 +66,7 @@ export class View {
       ? `${model.backend ?? ""} on ${model.device ?? "?"}, ${model.dtype ?? ""}`.trim()
       : "";
     $("random-badge").hidden = !model?.random_weights;
+    $("demo-badge").hidden = !model?.demo;
     if (model?.input_size) {
       $("size-hint").textContent =
         `Frames are resized to ${model.input_size} px on their short side (the model's preferred size) before they are sent.`;
