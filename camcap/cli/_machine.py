@@ -70,8 +70,9 @@ def pull_command(args: argparse.Namespace) -> int:
             print(f"camcap: building {spec} in {root}...", file=sys.stderr)
         print(f"{spec} is ready at {random_checkpoints.ensure_checkpoint(arch, root)}")
         return 0
-    status = model_status(spec, options)  # an hf: folder; anything else raises the unknown-spec error
-    print(f"{spec} is a local folder, nothing to download: {status.path}")
+    status = model_status(spec, options)  # an hf: folder or a demo; anything else raises the unknown-spec error
+    where = "ships with camcap" if status.source == "demo" else "is a local folder"
+    print(f"{spec} {where}, nothing to download: {status.path}")
     return 0
 
 

@@ -16,7 +16,7 @@ from PIL import Image
 from camcap.engine.frames import fit_short_side
 from camcap.models._prompts import chat_template
 from camcap.models.demo import language
-from camcap.models.demo.scenes import Truth, draw_scene, jpeg_round_trip, random_scene
+from camcap.models.demo.scenes import COLOURS, SHAPES, Truth, draw_scene, jpeg_round_trip, random_scene
 
 PAGE_JPEG_QUALITY = 80  # the page's default (controls.js: quality 0.8)
 # Camera frame sizes (width, height) training draws at: mostly 4:3 like webcams, some 16:9,
@@ -65,8 +65,9 @@ class Encoder:
     batched prompts, then the answer and [SEP], right-padded), `scene` (which image it is about)
     and `targets` (the next token where it is part of the answer, else -100)."""
 
-    def __init__(self, processor: Any) -> None:
+    def __init__(self, processor: Any, patch_size: int = 0) -> None:
         self.processor = processor
+        self.patch_size = patch_size  # > 0: also label each patch with the shape over it
         self.tokenizer = processor.tokenizer
         self._prompts: dict[str, list[int]] = {}
 
@@ -106,23 +107,54 @@ class Encoder:
             # Position t predicts token t + 1: the answer's tokens are predicted from p - 1 on.
             targets[row, p - 1 : p - 1 + len(answer)] = torch.tensor(answer)
         pixels = self.processor.image_processor([firsts[i] for i in range(len(firsts))], return_tensors="pt")
+        truths = {images[id(item.image)]: item.truth for item in items}
+        grid = self.processor.image_processor.size["height"] // self.patch_size if self.patch_size else 0
         return {
             "pixel_values": pixels["pixel_values"],
             "scene": torch.tensor([images[id(item.image)] for item in items]),
             "decoder_input_ids": ids,
             "decoder_attention_mask": mask,
             "targets": targets,
+            "patch_labels": torch.stack([patch_labels(truths[i], grid) for i in range(len(truths))]) if grid else None,
         }
 
 
-def forward(model: Any, batch: dict[str, Any]) -> Any:
-    """Decoder logits for a batch: the encoder runs once per distinct image."""
+PATCH_CLASSES = 1 + len(COLOURS) * len(SHAPES)  # background, then every (colour, shape)
+
+
+def patch_labels(truth: Truth, grid: int) -> Any:
+    """For a grid x grid patch image: which (colour, shape) covers each patch's centre (0: none).
+
+    A training-only signal (an auxiliary head reads it off the encoder's patch tokens): it tells
+    the encoder early what to look for, long before the captions alone would. Boxes are the
+    shapes' boxes before the camera's slight warp, so a label can be a patch off at an edge.
+    """
+    import torch
+
+    labels = torch.zeros(grid * grid, dtype=torch.long)
+    width, height = truth.size
+    colours, shapes = list(COLOURS), list(SHAPES)
+    for obj in truth.objects:
+        x0, y0, x1, y1 = obj.box
+        value = 1 + colours.index(obj.colour) * len(shapes) + shapes.index(obj.shape)
+        for row in range(grid):
+            for col in range(grid):
+                cx, cy = (col + 0.5) / grid * width, (row + 0.5) / grid * height
+                if x0 <= cx <= x1 and y0 <= cy <= y1:
+                    labels[row * grid + col] = value
+    return labels
+
+
+def forward(model: Any, batch: dict[str, Any], patch_head: Any = None) -> Any:
+    """Decoder logits for a batch (and the patch head's logits if given): the encoder runs once per image."""
     encoded = model.encoder(pixel_values=batch["pixel_values"]).last_hidden_state
+    patches = None if patch_head is None else patch_head(encoded[:, 1:])
     if getattr(model, "enc_to_dec_proj", None) is not None:
         encoded = model.enc_to_dec_proj(encoded)
-    return model.decoder(
+    logits = model.decoder(
         input_ids=batch["decoder_input_ids"],
         attention_mask=batch["decoder_attention_mask"],
         encoder_hidden_states=encoded[batch["scene"]],
         use_cache=False,
     ).logits
+    return logits if patch_head is None else (logits, patches)

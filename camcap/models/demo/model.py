@@ -29,7 +29,7 @@ class Shape:
     """The sizes that matter, so the training script can name them on its command line."""
 
     image_size: int = 96
-    patch_size: int = 12
+    patch_size: int = 8  # a 12 x 12 grid: a small shape spans several patches, so its outline shows
     vision_width: int = 128
     vision_layers: int = 4
     text_width: int = 128

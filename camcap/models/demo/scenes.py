@@ -129,6 +129,7 @@ class Truth:
 
     objects: tuple[DrawnObject, ...]
     background: str
+    size: tuple[int, int] = (0, 0)  # (width, height) of the drawn image the boxes are in
 
     def triples(self) -> set[tuple[str, str, str]]:
         """{(colour, shape, side)}: what a correct caption names."""
@@ -245,7 +246,7 @@ def draw_scene(spec: SceneSpec, size: tuple[int, int] = (128, 96)) -> tuple[Imag
         drawn.append(DrawnObject(shape.colour, shape.shape, shape.side, shape.size, box))
     image = _camera(image, spec.nuisance, rng)
     drawn.sort(key=lambda o: SIDES.index(o.side))
-    return image, Truth(tuple(drawn), spec.background)
+    return image, Truth(tuple(drawn), spec.background, (width, height))
 
 
 def with_nuisance(spec: SceneSpec, nuisance: Nuisance) -> SceneSpec:
