@@ -120,19 +120,24 @@ class Encoder:
 
 
 PATCH_CLASSES = 1 + len(COLOURS) * len(SHAPES)  # background, then every (colour, shape)
+SIDE_CLASSES = 3  # left, centre, right third of the frame
 
 
 def patch_labels(truth: Truth, grid: int) -> Any:
-    """For a grid x grid patch image: which (colour, shape) covers each patch's centre (0: none).
+    """For a grid x grid patch image: which (colour, shape) covers each patch's centre (0: none),
+    and which third of the frame the patch is in; shape (2, grid * grid).
 
     A training-only signal (an auxiliary head reads it off the encoder's patch tokens): it tells
-    the encoder early what to look for, long before the captions alone would. Boxes are the
-    shapes' boxes before the camera's slight warp, so a label can be a patch off at an edge.
+    the encoder early what to look for and to keep where it is, long before the captions alone
+    would. Boxes are the shapes' boxes before the camera's slight warp, so a label can be a
+    patch off at an edge.
     """
     import torch
 
     labels = torch.zeros(grid * grid, dtype=torch.long)
     width, height = truth.size
+    # Which third of the frame each patch is in: the sides the captions name.
+    sides = torch.tensor([min(2, col * 3 // grid) for _ in range(grid) for col in range(grid)])
     colours, shapes = list(COLOURS), list(SHAPES)
     for obj in truth.objects:
         x0, y0, x1, y1 = obj.box
@@ -142,7 +147,7 @@ def patch_labels(truth: Truth, grid: int) -> Any:
                 cx, cy = (col + 0.5) / grid * width, (row + 0.5) / grid * height
                 if x0 <= cx <= x1 and y0 <= cy <= y1:
                     labels[row * grid + col] = value
-    return labels
+    return torch.stack([labels, sides])
 
 
 def forward(model: Any, batch: dict[str, Any], patch_head: Any = None) -> Any:

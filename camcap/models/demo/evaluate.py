@@ -61,19 +61,27 @@ def caption_correct(text: str, truth: Truth, length: str = "normal") -> bool:
     return said == truth.triples()
 
 
-def evaluate(captioner: Captioner, scenes: Sequence[Scene], *, seed: int = EVAL_SEED) -> dict[str, Any]:
+def evaluate(
+    captioner: Captioner,
+    scenes: Sequence[Scene],
+    *,
+    seed: int = EVAL_SEED,
+    lengths: Sequence[str] = ("short", "normal", "long"),
+    queries: Sequence[str] = QUERY_TASKS,
+    views: Sequence[str] = ("drawn", "camcap"),
+) -> dict[str, Any]:
     """Accuracy per view and per task; counts are kept so a reader can judge the precision."""
     rng = random.Random(seed + 1)
-    questions = [[language.example(s.truth, task, rng) for task in QUERY_TASKS] for s in scenes]
+    questions = [[language.example(s.truth, task, rng) for task in queries] for s in scenes]
     report: dict[str, Any] = {"scenes": len(scenes)}
-    for view in ("drawn", "camcap"):
+    for view in views:
         results: dict[str, list[bool]] = {}
         requests: list[tuple[Image.Image, Task]] = []
         checks: list[tuple[str, Any]] = []
         for scene, asked in zip(scenes, questions, strict=True):
             image = getattr(scene, view)
             objects = "one_object" if len(scene.truth.objects) == 1 else "two_objects"
-            for length in ("short", "normal", "long"):
+            for length in lengths:
                 requests.append((image, Task.caption(length)))  # type: ignore[arg-type]
                 checks.append((f"caption_{length}_{objects}", (scene.truth, length)))
             for example in asked:

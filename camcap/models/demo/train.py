@@ -32,7 +32,7 @@ HELD_OUT_SEED = 99  # the in-training check; evaluate.py draws from other seeds
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m camcap.models.demo.train", description=__doc__.split("\n")[1])
     parser.add_argument("--out", type=Path, required=True, help="folder for the checkpoint and the log")
-    parser.add_argument("--steps", type=int, default=5000)
+    parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--batch", type=int, default=32, help="items per step (two questions per drawn scene)")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup", type=int, default=100)
@@ -71,7 +71,7 @@ def train(args: argparse.Namespace, shape: model.Shape) -> dict[str, Any]:
     encoder = data.Encoder(processor)
     params = sum(p.numel() for p in net.parameters())
     # Training-only: a linear head that names the (colour, shape) under each patch. Not saved.
-    patch_head = torch.nn.Linear(shape.vision_width, data.PATCH_CLASSES)
+    patch_head = torch.nn.Linear(shape.vision_width, data.PATCH_CLASSES + data.SIDE_CLASSES)
     say(f"# demo:shapes training: {params / 1e6:.2f} M parameters, shape {model.describe(shape)}, args {vars(args)}")
 
     held_rng = random.Random(HELD_OUT_SEED)
@@ -96,7 +96,12 @@ def train(args: argparse.Namespace, shape: model.Shape) -> dict[str, Any]:
         logits, patches = data.forward(net, batch, patch_head)
         loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch["targets"].flatten(), ignore_index=-100)
         if args.patch_loss > 0:
-            aux = torch.nn.functional.cross_entropy(patches.flatten(0, 1), batch["patch_labels"].flatten())
+            labels = batch["patch_labels"]  # (images, 2, patches): what covers each patch, and its side
+            aux = torch.nn.functional.cross_entropy(
+                patches[..., : data.PATCH_CLASSES].flatten(0, 1), labels[:, 0].flatten()
+            ) + torch.nn.functional.cross_entropy(
+                patches[..., data.PATCH_CLASSES :].flatten(0, 1), labels[:, 1].flatten()
+            )
             (loss + args.patch_loss * aux).backward()
         else:
             loss.backward()
