@@ -91,6 +91,11 @@ def evaluate(
             if name.startswith("caption_"):
                 truth, length = expected
                 ok = caption_correct(text, truth, length)
+                if length != "short":  # colours and sides alone: what a mirror or a channel swap breaks
+                    said = {(c, side) for c, _, side in parse_caption(text)}
+                    results.setdefault(f"{name}_colour_side", []).append(
+                        said == {(o.colour, o.side) for o in truth.objects}
+                    )
             else:
                 ok = text.strip() == expected
             results.setdefault(name, []).append(ok)
