@@ -25,10 +25,11 @@ def models_command(args: argparse.Namespace) -> int:
         return 0
     rows = [("SPEC", "ON DISK", "SIZE", "TO GET IT", "DESCRIPTION")]
     for s in statuses:
-        state = ("built" if s.source == "random" else "downloaded") if s.available else "no"
+        state = {"random": "built", "demo": "shipped"}.get(s.source, "downloaded") if s.available else "no"
         size = human_size(s.size_on_disk_bytes) if s.available else "-"
         approx = f"{s.approx_size_gb:g} GB" if s.approx_size_gb else "a few MB"
         get = f"built here, {approx}" if s.source == "random" else f"download {approx}" if s.approx_size_gb else "-"
+        get = "ships with camcap" if s.source == "demo" else get
         rows.append((s.spec, state, size, get, s.description))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
@@ -69,11 +70,13 @@ def pull_command(args: argparse.Namespace) -> int:
             print(f"camcap: building {spec} in {root}...", file=sys.stderr)
         print(f"{spec} is ready at {random_checkpoints.ensure_checkpoint(arch, root)}")
         return 0
-    status = model_status(spec, options)  # an hf: folder or openai:; anything else raises the unknown-spec error
+    # An hf: folder, a demo or openai:; anything else raises the unknown-spec error.
+    status = model_status(spec, options)
     if status.source == "remote":
         print(f"{spec} runs on {status.path}, nothing to download")
         return 0
-    print(f"{spec} is a local folder, nothing to download: {status.path}")
+    where = "ships with camcap" if status.source == "demo" else "is a local folder"
+    print(f"{spec} {where}, nothing to download: {status.path}")
     return 0
 
 

@@ -12,7 +12,9 @@ Florence-2                     CAPTION: short/normal/long are its <CAPTION>, <DE
     released checkpoints have no free-question task, so no QUERY.
 Chat models (a chat template: SmolVLM, Idefics3, ...)  CAPTION (an instruction per length),
     QUERY (the question as the user turn).
-Other encoder-decoders (e.g. VisionEncoderDecoder)     CAPTION from the image alone.
+Other encoder-decoders (e.g. VisionEncoderDecoder)     CAPTION from the image alone; with a chat
+    template on the tokenizer (camcap's own `demo:shapes`), CAPTION and QUERY: the rendered
+    prompt is the decoder's start and the answer follows it.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ _FLORENCE2_BINS = 1000
 class PromptStyle:
     """One way of turning (images, tasks) into a processor call."""
 
-    kind: str  # "image", "git", "florence2", "chat"
+    kind: str  # "image", "git", "florence2", "chat", "decoder-chat"
     tasks: tuple[TaskKind, ...]
     left_padding: bool  # decoder-only models pad prompts on the left
 
@@ -74,8 +76,30 @@ class PromptStyle:
                 FLORENCE2_DETECT if task.kind is TaskKind.DETECT else FLORENCE2_TASKS[task.length] for task in tasks
             ]
             return processor(images=images, text=texts, padding=True, return_tensors="pt")
+        if self.kind == "decoder-chat":
+            # The encoder sees the image; the decoder continues the rendered prompt.
+            from transformers import BatchFeature
+
+            template = chat_template(processor)
+            texts = [
+                processor.apply_chat_template(_conversation(task), add_generation_prompt=True, chat_template=template)
+                for task in tasks
+            ]
+            prompts = processor.tokenizer(texts, add_special_tokens=False, padding=True, return_tensors="pt")
+            pixels = processor.image_processor(images, return_tensors="pt")
+            return BatchFeature(
+                {
+                    "pixel_values": pixels["pixel_values"],
+                    "decoder_input_ids": prompts["input_ids"],
+                    "decoder_attention_mask": prompts["attention_mask"],
+                }
+            )
         if self.kind == "chat":
-            texts = [processor.apply_chat_template(_conversation(task), add_generation_prompt=True) for task in tasks]
+            template = chat_template(processor)
+            texts = [
+                processor.apply_chat_template(_conversation(task), add_generation_prompt=True, chat_template=template)
+                for task in tasks
+            ]
             kwargs: dict[str, Any] = {}
             if detail == "low" and getattr(processor.image_processor, "do_image_splitting", False):
                 kwargs["do_image_splitting"] = False  # one pass over one image, not 13 tiles
@@ -95,12 +119,25 @@ def prompt_style(model: PreTrainedModel, processor: ProcessorMixin) -> PromptSty
         return PromptStyle("florence2", CAPTION_AND_DETECT, left_padding=False)
     if getattr(processor, "chat_template", None):
         return PromptStyle("chat", CAPTION_AND_QUERY, left_padding=not encoder_decoder)
+    if encoder_decoder and chat_template(processor):
+        # A VisionEncoderDecoder whose tokenizer has a chat template (camcap's demo:shapes) was
+        # trained to continue its prompts in the decoder; left padding keeps prompts' ends aligned.
+        return PromptStyle("decoder-chat", CAPTION_AND_QUERY, left_padding=True)
     if encoder_decoder:
         return PromptStyle("image", CAPTION_ONLY, left_padding=False)
     raise UnknownModelSpecError(
         f"camcap does not know how to prompt a {model_type!r} model: it has no chat template and is not "
         "one of BLIP, GIT, Florence-2. Use a chat (instruct) checkpoint, or one of those architectures."
     )
+
+
+def chat_template(processor: ProcessorMixin) -> str | None:
+    """The processor's chat template, or its tokenizer's: some processor classes (TrOCRProcessor,
+    GitProcessor) drop one of their own when loaded, so demo:shapes keeps it with its tokenizer."""
+    template = getattr(processor, "chat_template", None)
+    if template is None:
+        template = getattr(getattr(processor, "tokenizer", None), "chat_template", None)
+    return template if isinstance(template, str) else None
 
 
 def input_size(image_processor: Any, detail: str = "low") -> int:

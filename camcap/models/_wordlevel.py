@@ -72,17 +72,19 @@ def word_tokenizer(
     template: str | None = None,
     model_max_length: int = 512,
     padding_side: str = "right",
+    words: Sequence[str] | None = None,
 ) -> PreTrainedTokenizerFast:
     """A lowercase WordLevel tokenizer wrapped for transformers.
 
     `specials` lists the special tokens in id order; `roles` names their roles
     (`{"pad_token": "[PAD]", "bos_token": ...}`, or model-specific ones such as `image_token`).
-    `template` is a post-processor like `"[CLS] $A [SEP]"` for BERT-style models.
+    `template` is a post-processor like `"[CLS] $A [SEP]"` for BERT-style models. `words` replaces
+    the whole vocabulary (specials first), for a model trained on its own words (`demo:shapes`).
     """
     from tokenizers import AddedToken, Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    vocab = vocabulary(specials, size)
+    vocab = list(words) if words is not None else vocabulary(specials, size)
     ids = {token: index for index, token in enumerate(vocab)}
     unk = roles.get("unk_token")
     backend = Tokenizer(models.WordLevel(vocab=ids, unk_token=unk))

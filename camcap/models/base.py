@@ -103,6 +103,9 @@ class ModelInfo:
     # True when that server is beyond this machine and its private network: the log, GET /v1/info
     # and the page say so plainly.
     frames_leave_network: bool = False
+    # True for camcap's own demo models (demo:shapes): real weights, but they only know the
+    # drawn scenes they were trained on, and every place that shows the model says so.
+    demo: bool = False
 
     def check_task(self, task: Task) -> None:
         """Raise `UnsupportedTaskError` naming the supported tasks if `task` is not one of them."""

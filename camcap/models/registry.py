@@ -5,6 +5,7 @@ Specs:
     hf:<repo-id-or-folder>     any image-text-to-text model transformers supports natively
     random:<arch>-<size>       a random-weight checkpoint of a real architecture (tests, benchmarks)
     openai:<base_url>#<model>  a model on an OpenAI-compatible server (vLLM, SGLang, llama-server, Ollama)
+    demo:<name>                a small model camcap trained itself and ships (demo:shapes)
 
 Backends are imported lazily so that `camcap --help` and the server's tests do not pay for torch.
 """
@@ -34,9 +35,10 @@ class SpecInfo:
 
 def known_specs() -> list[SpecInfo]:
     """Every spec camcap can name without the user typing a repository id."""
-    from camcap.models import moondream, random_checkpoints
+    from camcap.models import demo, moondream, random_checkpoints
 
     specs = [SpecInfo(DEFAULT_SPEC, moondream.DESCRIPTION, moondream.APPROX_SIZE_GB)]
+    specs += [SpecInfo(f"demo:{name}", description) for name, description in demo.DEMO_MODELS.items()]
     specs += [
         SpecInfo(f"random:{name}", arch.description, arch.approx_size_gb)
         for name, arch in random_checkpoints.RANDOM_ARCHITECTURES.items()
@@ -104,6 +106,12 @@ def create_captioner(spec: str, options: ModelOptions | None = None) -> Captione
         from camcap.models.openai_api import OpenAICaptioner
 
         return OpenAICaptioner(spec, options)
+    if spec.startswith("demo:"):
+        from camcap.models import demo
+        from camcap.models.transformers import TransformersCaptioner
+
+        # The shipped folder goes through the same loading path as hf:<folder>.
+        return TransformersCaptioner(demo.checkpoint_dir(spec[len("demo:") :]), options, name=spec)
 
     known = ", ".join(info.spec for info in known_specs())
     raise UnknownModelSpecError(

@@ -20,7 +20,7 @@ class ModelStatus:
     path: str | None
     size_on_disk_bytes: int | None
     approx_size_gb: float | None  # download size; None for tiny local builds
-    source: str  # "hub", "random", "folder" or "remote" (openai:)
+    source: str  # "hub", "random", "demo" (shipped inside camcap), "folder" or "remote" (openai:)
 
 
 def model_status(spec: str, options: ModelOptions) -> ModelStatus:
@@ -47,6 +47,13 @@ def model_status(spec: str, options: ModelOptions) -> ModelStatus:
         size = _folder_size(folder) if built else None
         path = str(folder) if built else None
         return ModelStatus(spec, info.description, built, path, size, info.approx_size_gb, "random")
+    if spec.startswith("demo:") and spec in known:
+        from camcap.models import demo
+
+        folder = demo.checkpoint_dir(spec[len("demo:") :])
+        shipped = demo.is_demo_checkpoint(folder)
+        size = _folder_size(folder) if shipped else None
+        return ModelStatus(spec, known[spec].description, shipped, str(folder) if shipped else None, size, None, "demo")
     if spec.startswith("hf:") and len(spec) > 3:
         source = spec[3:]
         if Path(source).is_dir():

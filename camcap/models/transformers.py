@@ -24,6 +24,7 @@ from camcap.models._prompts import PromptStyle, florence2_boxes, input_size, pro
 from camcap.models._quiet import quiet_load
 from camcap.models._streaming import BatchStreamer, CancelCriteria, RowDone, RowText, StreamEvent
 from camcap.models.base import Box, Caption, Captioner, Event, ModelInfo, Request, TaskKind, Timings, Token
+from camcap.models.demo import is_demo_checkpoint
 from camcap.models.device import choose_device
 from camcap.models.hub import resolve_snapshot
 from camcap.models.options import ModelOptions
@@ -150,6 +151,7 @@ class TransformersCaptioner(Captioner):
             # A random checkpoint loaded as hf:<folder> is still random: say so.
             random_weights=self.random_weights or is_random_checkpoint(folder),
             revision=self.revision,
+            demo=is_demo_checkpoint(folder),
         )
         self._loaded = loaded
         logger.info("Loaded %s from %s in %.1f s.", self.name, folder, time.perf_counter() - started)

@@ -50,6 +50,7 @@ def model_info_out(info: ModelInfo) -> ModelInfoOut:
         revision=info.revision,
         frames_sent_to=info.frames_sent_to,
         frames_leave_network=info.frames_leave_network,
+        demo=info.demo,
     )
 
 

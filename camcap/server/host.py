@@ -141,6 +141,8 @@ class ModelHost:
                 )
             elif info.frames_sent_to is not None:
                 logger.info("Frames are sent to %s on this machine or its private network.", info.frames_sent_to)
+            if info.demo:
+                logger.warning("Model %s is a demo model: it only names coloured shapes and their side.", info.name)
         assert self._loop is not None
         try:
             self._loop.call_soon_threadsafe(self._settle, captioner, scheduler, error)

@@ -115,6 +115,7 @@ class ModelInfoOut(_Message):
     frames_leave_network: bool = Field(
         False, description="True: that server is beyond this machine and its private network."
     )
+    demo: bool = Field(False, description="True: a small demo model that knows only the scenes it was trained on.")
 
 
 class LimitsOut(_Message):

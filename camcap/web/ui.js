@@ -63,7 +63,7 @@ export class View {
     this.pill.dataset.tone = tone;
   }
 
-  /** @param {{name?: string, random_weights?: boolean, device?: string, input_size?: number, frames_sent_to?: string, frames_leave_network?: boolean} | null} model */
+  /** @param {{name?: string, random_weights?: boolean, demo?: boolean, device?: string, input_size?: number, frames_sent_to?: string, frames_leave_network?: boolean} | null} model */
   setModel(model, fallbackName = null) {
     const name = model?.name ?? fallbackName;
     $("model-name").textContent = name ? name : "No model yet";
@@ -78,6 +78,7 @@ export class View {
     remote.title = model?.frames_leave_network
       ? `Every camera frame is sent to ${model.frames_sent_to}, which runs the model, beyond this machine and its private network.`
       : "";
+    $("demo-badge").hidden = !model?.demo;
     if (model?.input_size) {
       $("size-hint").textContent =
         `Frames are resized to ${model.input_size} px on their short side (the model's preferred size) before they are sent.`;
