@@ -19,8 +19,6 @@ import struct
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,70 +31,25 @@ from PIL import Image
 from camcap.server.messages import FRAME_MAGIC, InfoResponse, LimitsOut
 from tests.fake_camera import HEIGHT, WIDTH, NotAClipFrame, decode_frame, write_y4m
 from tests.live_server import free_port, stop_process
+from tests.page_browser import (
+    ARTIFACTS,
+    CAPTIONS_TIMEOUT_S,
+    CHROMIUM_FLAGS,
+    UI_TIMEOUT_MS,
+    Server,
+    _wait_until_ready,
+)
 
 pytestmark = pytest.mark.browser
 
 MODEL = "random:blip-tiny"
 TOKENS = 5  # every caption of the shared server is exactly this many tokens
 SLOW_TOKENS = 20
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-# Bounds, not expectations: generous because 2 shared CPU cores build the model and run Chromium.
-SERVER_START_TIMEOUT_S = 300
-CAPTIONS_TIMEOUT_S = 120
-UI_TIMEOUT_MS = 30_000
-
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 # --- the server --------------------------------------------------------------------------------
-
-
-@dataclass
-class Server:
-    url: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    info: dict[str, Any] = field(default_factory=dict)
-
-    def log_tail(self, chars: int = 4000) -> str:
-        return self.log_path.read_text(errors="replace")[-chars:]
-
-
-def _get_json(url: str) -> tuple[int, Any]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as error:  # e.g. 503 while the model loads: the body still says why
-        return error.code, json.loads(error.read() or b"null")
-
-
-def _wait_until_ready(server: Server) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            pytest.fail(f"`camcap serve` exited with {server.process.returncode}:\n{server.log_tail()}")
-        try:
-            health_status, _ = _get_json(server.url + "healthz")
-            if health_status == 200:
-                _, info = _get_json(server.url + "v1/info")
-                if info["status"] == "ready":
-                    server.info = info
-                    return
-                if info["status"] == "error":
-                    pytest.fail(f"The model failed to load: {info.get('error')}\n{server.log_tail()}")
-        except (OSError, ValueError):
-            pass  # not listening yet
-        time.sleep(0.5)
-    pytest.fail(f"`camcap serve` was not ready within {SERVER_START_TIMEOUT_S} s:\n{server.log_tail()}")
+# Server, its readiness wait, the Chromium flags and the time bounds are shared with the page
+# tests (tests/page_browser.py).
 
 
 @contextmanager
