@@ -30,6 +30,10 @@ INFO = ModelInfo(
     max_batch=3,
     random_weights=True,
     revision="abc123",
+    # Not a combination a real backend reports: values other than the defaults, so a dropped field shows.
+    frames_sent_to="https://vlm.example.com",
+    frames_leave_network=True,
+    demo=True,
 )
 
 # Distinct values with more than two decimals, so a swapped or unrounded field shows.
@@ -135,6 +139,9 @@ def test_the_model_description_carries_every_field():
         "max_batch": 3,
         "random_weights": True,
         "revision": "abc123",
+        "frames_sent_to": "https://vlm.example.com",
+        "frames_leave_network": True,
+        "demo": True,
     }
 
 
