@@ -109,8 +109,9 @@ def serve(
         stop_process(process, timeout=15)
 
 
-@pytest.fixture(scope="module")
-def chromium_path() -> str:
+def find_chromium() -> str:
+    """Debian's Chromium and the playwright package, or a skip (a failure under
+    CAMCAP_REQUIRE_BROWSER=1, as in CI). Every module's browser tests call it."""
     path = os.environ.get("CAMCAP_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
     problem = None
     if not Path(path).exists():
@@ -127,6 +128,29 @@ def chromium_path() -> str:
     return path
 
 
+@contextlib.contextmanager
+def launch_chromium(chromium_path: str, clip: Path) -> Iterator[Any]:
+    """Headless Chromium whose camera is the fake one playing `clip` (a .y4m)."""
+    from playwright.sync_api import sync_playwright
+
+    fake_camera = [
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={clip}",
+    ]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium_path, args=CHROMIUM_FLAGS + fake_camera, timeout=60_000
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def chromium_path() -> str:
+    return find_chromium()
+
+
 @pytest.fixture(scope="module")
 def camcap_server(
     chromium_path: str, subprocess_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
@@ -139,20 +163,8 @@ def camcap_server(
 
 @pytest.fixture(scope="module")
 def chromium(chromium_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    clip = write_y4m(tmp_path_factory.mktemp("camera") / "clip.y4m")
-    fake_camera = [
-        "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-video-capture={clip}",
-    ]
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=chromium_path, args=CHROMIUM_FLAGS + fake_camera, timeout=60_000
-        )
+    with launch_chromium(chromium_path, write_y4m(tmp_path_factory.mktemp("camera") / "clip.y4m")) as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -12,9 +12,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
-import os
 import re
-import shutil
 import struct
 import subprocess
 import sys
@@ -34,10 +32,11 @@ from tests.live_server import free_port, stop_process
 from tests.page_browser import (
     ARTIFACTS,
     CAPTIONS_TIMEOUT_S,
-    CHROMIUM_FLAGS,
     UI_TIMEOUT_MS,
     Server,
     _wait_until_ready,
+    find_chromium,
+    launch_chromium,
 )
 
 pytestmark = pytest.mark.browser
@@ -103,25 +102,6 @@ def chromium_path() -> str:
     return find_chromium()
 
 
-def find_chromium() -> str:
-    """Debian's Chromium and the playwright package, or a skip (a failure under
-    CAMCAP_REQUIRE_BROWSER=1, as in CI). Other modules' browser tests call it too."""
-    path = os.environ.get("CAMCAP_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    problem = None
-    if not Path(path).exists():
-        problem = f"Chromium not found at {path}: `apt-get install -y chromium` (or set CAMCAP_CHROMIUM)."
-    else:
-        try:
-            import playwright.sync_api  # noqa: F401
-        except ImportError:
-            problem = "The playwright package is missing: `pip install -e .[test]`."
-    if problem:
-        if os.environ.get("CAMCAP_REQUIRE_BROWSER") == "1":
-            pytest.fail(problem + " (CAMCAP_REQUIRE_BROWSER=1)")
-        pytest.skip(problem)
-    return path
-
-
 @pytest.fixture(scope="module")
 def fake_camera_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_y4m(tmp_path_factory.mktemp("camera") / "clip.y4m")
@@ -129,19 +109,8 @@ def fake_camera_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def chromium(chromium_path: str, fake_camera_clip: Path) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    fake_camera = [
-        "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-video-capture={fake_camera_clip}",
-    ]
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=chromium_path, args=CHROMIUM_FLAGS + fake_camera, timeout=60_000
-        )
+    with launch_chromium(chromium_path, fake_camera_clip) as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -22,8 +22,8 @@ from PIL import Image
 
 from camcap.models.demo.scenes import SceneSpec, ShapeSpec, Truth, draw_scene, parse_caption
 from tests.live_server import free_port, stop_process
+from tests.page_browser import launch_chromium
 from tests.test_browser import (  # the page, the server and wire helpers of the browser tests
-    CHROMIUM_FLAGS,
     Server,
     Wire,
     _wait_until_ready,
@@ -77,20 +77,9 @@ def scenes() -> list[tuple[Image.Image, Truth]]:
 
 @pytest.fixture(scope="module")
 def chromium(chromium_path: str, scenes: list[tuple[Image.Image, Truth]], tmp_path_factory: Any) -> Iterator[Any]:  # noqa: F811
-    from playwright.sync_api import sync_playwright
-
     clip = write_scene_clip(tmp_path_factory.mktemp("camera") / "scenes.y4m", [image for image, _ in scenes])
-    fake_camera = [
-        "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-video-capture={clip}",
-    ]
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=chromium_path, args=CHROMIUM_FLAGS + fake_camera, timeout=60_000
-        )
+    with launch_chromium(chromium_path, clip) as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")

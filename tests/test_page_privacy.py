@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.live_server import free_port, stop_process
-from tests.test_browser import CHROMIUM_FLAGS, MODEL, chromium_path  # noqa: F401  (a fixture)
+from tests.page_browser import CHROMIUM_FLAGS, MODEL, chromium_path  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.browser
 
