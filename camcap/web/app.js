@@ -74,7 +74,8 @@ async function sendFrame() {
     inputSize: state.model?.input_size ?? 0,
     quality: controls.settings.quality,
   });
-  if (!frame || !connection.ready) return null;
+  // Grabbing awaits: Stop may have been pressed meanwhile, and no frame goes out after Stop.
+  if (!frame || !connection.ready || !camera.isOn) return null;
   const maxBytes = state.limits?.max_frame_bytes;
   if (maxBytes && frame.jpeg.size > maxBytes) {
     // The server would refuse it (frame_too_large); say why instead of sending it in vain.
@@ -84,6 +85,7 @@ async function sendFrame() {
     return null;
   }
   const image = new Uint8Array(await frame.jpeg.arrayBuffer());
+  if (!camera.isOn) return null;
   const seq = state.nextSeq++;
   // sent_at is taken last, right before the bytes go to the socket.
   const message = packFrame({ seq, captured_at: frame.capturedAt, sent_at: nowMs() }, image);
