@@ -146,6 +146,21 @@ def save(model: VisionEncoderDecoderModel, processor: TrOCRProcessor, folder: Pa
     (folder / MARKER).write_text(json.dumps(report, indent=2) + "\n")
 
 
+def load(folder: Path) -> tuple[VisionEncoderDecoderModel, TrOCRProcessor, dict[str, Any]]:
+    """A saved checkpoint to train further: its weights, its processor and its marker."""
+    from transformers import TrOCRProcessor, VisionEncoderDecoderModel
+
+    folder = Path(folder)
+    net = VisionEncoderDecoderModel.from_pretrained(folder)
+    loaded = TrOCRProcessor.from_pretrained(folder)
+    marker = json.loads((folder / MARKER).read_text())
+    return net, processor(model_size(marker), loaded.tokenizer), marker
+
+
+def model_size(marker: dict[str, Any]) -> int:
+    return int(marker["shape"]["image_size"])
+
+
 def shape_of(report: dict[str, Any]) -> Shape:
     return Shape(**report["shape"])
 

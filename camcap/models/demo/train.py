@@ -38,6 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--patch-loss", type=float, default=0.5, help="weight of the training-only patch labels")
     parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument(
+        "--init",
+        type=Path,
+        help="continue from this checkpoint folder (its shape wins over the size flags); the new "
+        "checkpoint records every stage's command",
+    )
     # One torch thread: on a shared 2-core machine a second thread mostly waits for the other
     # core (measured here: 0.8 s per step with one thread, 3.5 s with two); the other core
     # draws the scenes in a worker process instead.
@@ -67,7 +73,13 @@ def train(args: argparse.Namespace, shape: model.Shape) -> dict[str, Any]:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    net, processor = model.build(shape)
+    if args.init is not None:
+        net, processor, earlier = model.load(args.init)
+        shape = model.shape_of(earlier)
+        args.stages = [*earlier.get("stages", [earlier.get("command", "")]), ""]
+    else:
+        net, processor = model.build(shape)
+        args.stages = [""]
     encoder = data.Encoder(processor)
     params = sum(p.numel() for p in net.parameters())
     # Training-only: a linear head that names the (colour, shape) under each patch. Not saved.
@@ -186,6 +198,8 @@ def _save(
         "parameters": params,
         "shape": model.describe(shape),
         "command": "python -m camcap.models.demo.train " + " ".join(sys.argv[1:]),
+        # Every run that led to these weights, oldest first (one entry unless --init was used).
+        "stages": [*args.stages[:-1], "python -m camcap.models.demo.train " + " ".join(sys.argv[1:])],
         "last_eval": report,
     }
     model.save(net, processor, staging, marker)
