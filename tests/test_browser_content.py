@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from camcap.models.demo.scenes import SceneSpec, ShapeSpec, Truth, draw_scene, parse_caption
+from camcap.models.demo.scenes import SceneSpec, ShapeSpec, Truth, draw_scene
+from tests.content import named
 from tests.live_server import free_port, stop_process
 from tests.page_browser import launch_chromium
 from tests.test_browser import (  # the page, the server and wire helpers of the browser tests
@@ -102,11 +103,6 @@ def demo_server(chromium_path: str, subprocess_env: dict[str, str], tmp_path_fac
         stop_process(process, timeout=15)
 
 
-def named(caption: str) -> set[tuple[str, str]]:
-    """The (colour, side) pairs a caption names: what the shipped model gets right reliably, and
-    what a channel swap, a mirror or another frame's caption would change."""
-    return {(colour, side) for colour, _, side in parse_caption(caption)}
-
 
 def which_scene(image: Image.Image, scenes: list[tuple[Image.Image, Truth]]) -> int:
     """The scene a sent frame shows, by its pixels: the nearest scene, which must be near.
@@ -156,7 +152,7 @@ def test_every_caption_names_the_scene_its_frame_showed(
     captions = wire.events("caption")
     for event in captions:
         truth = scenes[shown[event["seq"]]][1]
-        assert named(event["text"]) == {(o.colour, o.side) for o in truth.objects}, (
+        assert named(event["text"]) == shown(truth), (
             f"Frame {event['seq']} showed {truth.caption()!r} but was captioned {event['text']!r}"
         )
 
@@ -186,6 +182,6 @@ def test_every_caption_names_the_scene_its_frame_showed(
     wait_for(page, lambda: on_screen["seq"] in shown or on_screen["seq"] in {*scenes_captioned(), *shown}, "its event")
     assert on_screen["live"] == on_screen["text"]
     truth = scenes[shown[on_screen["seq"]]][1]
-    assert named(on_screen["text"]) == {(o.colour, o.side) for o in truth.objects}, on_screen
+    assert named(on_screen["text"]) == shown(truth), on_screen
     page.screenshot(path=save_artifact("browser-content.png"))
     assert page_errors == []

@@ -21,9 +21,10 @@ from fastapi.testclient import TestClient
 from PIL import Image, ImageOps
 
 from camcap.config import Settings
-from camcap.models.demo.scenes import SceneSpec, ShapeSpec, Truth, draw_scene, parse_caption
+from camcap.models.demo.scenes import SceneSpec, ShapeSpec, draw_scene
 from camcap.server.app import create_app
 from camcap.server.messages import FRAME_MAGIC
+from tests.content import named, shown
 from tests.test_server import recv, recv_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
@@ -33,18 +34,9 @@ CAMERA = (640, 480)  # what a client might upload; camcap shrinks it to the mode
 # Two shapes whose colours and sides tell every transformation apart: a channel swap turns red
 # into blue, a mirror swaps left and right, a quarter turn moves both off their sides.
 TWO = SceneSpec((ShapeSpec("red", "circle", "left", size=0.34), ShapeSpec("blue", "square", "right", size=0.34)))
-TWO_TRUTH = {("red", "left"), ("blue", "right")}
+TWO_TRUTH = shown(draw_scene(TWO, CAMERA)[1])
 
 
-def named(caption: str) -> set[tuple[str, str]]:
-    """The (colour, side) pairs a caption names. Colours and sides are what the shipped model gets
-    right reliably (docs/demo-model.md), and they are what a channel swap, a mirror, a lost EXIF
-    rotation, a cropped side or a caption of another frame would change."""
-    return {(colour, side) for colour, _, side in parse_caption(caption)}
-
-
-def shown(truth: Truth) -> set[tuple[str, str]]:
-    return {(o.colour, o.side) for o in truth.objects}
 
 
 def encode(image: Image.Image, fmt: str, **params: object) -> bytes:
@@ -177,7 +169,7 @@ def test_change_gating_captions_a_small_shape_appearing_and_gates_sensor_noise(c
     sigma = 3.0
     first = SceneSpec((ShapeSpec("red", "square", "left", size=0.34),), background="plain", seed=1)
     grown = SceneSpec((*first.objects, ShapeSpec("blue", "circle", "right", size=FIVE_PERCENT)), "plain", seed=1)
-    still, _ = draw_scene(first, (128, 96))  # the page's size for this model
+    still, before = draw_scene(first, (128, 96))  # the page's size for this model
     appeared, truth = draw_scene(grown, (128, 96))
     rng = np.random.default_rng(0)
 
@@ -192,7 +184,7 @@ def test_change_gating_captions_a_small_shape_appearing_and_gates_sensor_noise(c
             event = outcome(ws)
             assert (event["type"], event["seq"]) == ("caption" if seq == 1 else "unchanged", seq), event
             if seq == 1:
-                assert named(event["text"]) == {("red", "left")}, event["text"]
+                assert named(event["text"]) == shown(before), event["text"]
         ws.send_bytes(frame_message(4, noisy(appeared)))
         event = outcome(ws)
     assert (event["type"], event["seq"]) == ("caption", 4), event
