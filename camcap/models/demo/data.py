@@ -65,9 +65,15 @@ class Encoder:
     batched prompts, then the answer and [SEP], right-padded), `scene` (which image it is about)
     and `targets` (the next token where it is part of the answer, else -100)."""
 
-    def __init__(self, processor: Any, patch_size: int = 0) -> None:
+    def __init__(self, processor: Any, patch_size: int = 0, *, lead: int = 0, seed: int = 0) -> None:
         self.processor = processor
         self.patch_size = patch_size  # > 0: also label each patch with the shape over it
+        # > 0: each row starts after 0..lead pads of its own instead of lining its answer up with the
+        # batch's longest prompt. GPT-2 numbers positions from the first column, pads included, so a
+        # model trained only with prompts right-aligned in mixed batches learns each prompt at one
+        # offset and garbles it at another: camcap batches one kind of prompt (no pads) or mixed ones.
+        self.lead = lead
+        self._rng = random.Random(seed)
         self.tokenizer = processor.tokenizer
         self._prompts: dict[str, list[int]] = {}
 
@@ -95,12 +101,15 @@ class Encoder:
         prompts = [self.prompt_ids(item.example.prompt) for item in items]
         answers = [self.answer_ids(item.example.answer) for item in items]
         p, a = max(map(len, prompts)), max(map(len, answers))
+        # Where each row's prompt starts: right-aligned on the longest prompt, or `lead` jitter.
+        starts = [self._rng.randint(0, self.lead) if self.lead else p - len(prompt) for prompt in prompts]
+        ends = [start + len(prompt) for start, prompt in zip(starts, prompts, strict=True)]
         pad = self.tokenizer.pad_token_id
-        ids = torch.full((len(items), p + a), pad, dtype=torch.long)
+        ids = torch.full((len(items), max(ends) + a), pad, dtype=torch.long)
         mask = torch.zeros_like(ids)
         targets = torch.full_like(ids, -100)
         for row, (prompt, answer) in enumerate(zip(prompts, answers, strict=True)):
-            start = p - len(prompt)
+            start, p = starts[row], ends[row]
             ids[row, start:p] = torch.tensor(prompt)
             ids[row, p : p + len(answer)] = torch.tensor(answer)
             mask[row, start : p + len(answer)] = 1

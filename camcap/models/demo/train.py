@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patch-loss", type=float, default=0.5, help="weight of the training-only patch labels")
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument(
+        "--lead", type=int, default=4, help="start each prompt after 0..LEAD pads, so no padding garbles it"
+    )
+    parser.add_argument(
         "--init",
         type=Path,
         help="continue from this checkpoint folder (its shape wins over the size flags); the new "
@@ -102,7 +105,7 @@ def train(args: argparse.Namespace, shape: model.Shape) -> dict[str, Any]:
     smoothed = None
     report: dict[str, Any] = {}
     net.train()
-    batches = iter(_loader(processor, args.seed, args.batch, shape))
+    batches = iter(_loader(processor, args.seed, args.batch, shape, args.lead))
     for step in range(1, args.steps + 1):
         batch = next(batches)
         logits, patches = data.forward(net, batch, patch_head)
@@ -136,14 +139,14 @@ def train(args: argparse.Namespace, shape: model.Shape) -> dict[str, Any]:
     return report
 
 
-def _loader(processor: Any, seed: int, batch: int, shape: model.Shape) -> Any:
+def _loader(processor: Any, seed: int, batch: int, shape: model.Shape, lead: int) -> Any:
     """Batches drawn in one worker process, a few ahead of the model."""
     import torch
 
     class Batches(torch.utils.data.IterableDataset):
         def __iter__(self) -> Any:
             rng = random.Random(seed)
-            encoder = data.Encoder(processor, shape.patch_size)
+            encoder = data.Encoder(processor, shape.patch_size, lead=lead, seed=seed)
             while True:
                 yield encoder.batch(data.training_items(rng, shape.image_size, batch))
 
