@@ -3,6 +3,8 @@
 - `MjpegCamera`: an HTTP MJPEG camera (multipart/x-mixed-replace, as IP cameras serve it) on a
   thread of this process; `stop()` is an outage (every connection dropped, the port closed),
   and a new camera on the same port is the camera coming back.
+- `HlsCamera`: a live HLS stream (playlist and segments written by FFmpeg's `hls` muxer) served
+  over HTTP by this process; `stop()` is an outage, as for MJPEG.
 - `RtspCamera`: GStreamer's RTSP server (tests/rtsp_server.py) in a subprocess under the system
   Python; kill it for an outage, start another on the same port to come back.
 """
@@ -14,9 +16,12 @@ import os
 import socketserver
 import subprocess
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import time
+from functools import partial
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import av
 import pytest
 from PIL import Image
 
@@ -147,3 +152,78 @@ def _missing() -> None:
     if os.environ.get("CAMCAP_REQUIRE_RTSP") == "1":  # CI installs it: a skip there would hide a failure
         pytest.fail(message)
     pytest.skip(message)
+
+
+class HlsCamera:
+    """A live HLS stream at http://127.0.0.1:PORT/live.m3u8, as cameras and media servers publish it.
+
+    An encoder thread plays the part of the camera: it encodes frames at 10 a second (H.264, a
+    keyframe a second) with FFmpeg's own `hls` muxer (through PyAV) into one-second segments in
+    `folder`, keeping the newest four in the playlist; a `ThreadingHTTPServer` serves the folder.
+    `stop()` is an outage (encoder and server stop, the port closes); a new camera on the same
+    port, with a new folder, is the camera coming back.
+    """
+
+    def __init__(self, port: int, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.port = port
+        self.stopping = threading.Event()
+        self.segment_written = threading.Event()
+        self._container = av.open(
+            str(folder / "live.m3u8"),
+            "w",
+            format="hls",
+            options={"hls_time": "1", "hls_list_size": "4", "hls_flags": "delete_segments"},
+        )
+        stream = self._container.add_stream("libx264", rate=10)
+        stream.width, stream.height = 160, 120
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.options = {"preset": "ultrafast", "tune": "zerolatency"}
+        stream.codec_context.gop_size = 10
+        self._stream = stream
+        self._encoder = threading.Thread(target=self._encode, daemon=True)
+        self._encoder.start()
+
+        class Handler(SimpleHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+        class Server(ThreadingHTTPServer):
+            allow_reuse_address = True
+            daemon_threads = True
+
+        self.server: socketserver.TCPServer = Server(("127.0.0.1", port), partial(Handler, directory=str(folder)))
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self._folder = folder
+        # A player asks for the playlist at once: wait until the first segment is listed in it.
+        if not self.segment_written.wait(30):
+            raise RuntimeError("the HLS encoder wrote no segment within 30 s")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/live.m3u8"
+
+    def _encode(self) -> None:
+        pictures = [scene(*look, (160, 120)) for look in (RED_SQUARE, GREEN_CIRCLE, BLUE_BAR)]
+        started = time.monotonic()
+        index = 0
+        while not self.stopping.is_set():
+            frame = av.VideoFrame.from_ndarray(pictures[(index // 10) % 3], format="rgb24")
+            frame.pts = index
+            for packet in self._stream.encode(frame):
+                self._container.mux(packet)
+            index += 1
+            if index > 10 and ".ts" in (self._folder / "live.m3u8").read_text():
+                self.segment_written.set()
+            # The camera's clock: a frame every 0.1 s of real time.
+            self.stopping.wait(max(0.0, started + index / 10 - time.monotonic()))
+        self._container.close()
+
+    def stop(self) -> None:
+        """An outage: stop encoding and serving, drop the connections, close the port."""
+        self.stopping.set()
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+        self._encoder.join(5)

@@ -216,6 +216,10 @@ class SourceReader:
         url = spec.url
         if spec.kind == "rtsp":
             options["rtsp_transport"] = "tcp"  # UDP loses packets on busy networks and is blocked by NAT
+        elif spec.hls:
+            # Start at the newest segment of a live playlist, not three back (FFmpeg's default):
+            # freshness first. FFmpeg's HLS demuxer then reloads the playlist as it grows.
+            options["live_start_index"] = "-1"
         elif spec.kind == "device":
             fmt, url = device_input(spec.url)
         try:

@@ -37,6 +37,11 @@ class SourceSpec:
     def display_url(self) -> str:
         return redact_url(self.url)
 
+    @property
+    def hls(self) -> bool:
+        """An HLS playlist (http(s)://.../NAME.m3u8), as opposed to an MJPEG stream."""
+        return self.kind == "http" and urlsplit(self.url).path.lower().endswith((".m3u8", ".m3u"))
+
     def __str__(self) -> str:
         return f"{self.name} ({self.display_url})"
 
