@@ -112,13 +112,19 @@ class MjpegCamera:
 class RtspCamera:
     """GStreamer's RTSP server on `port`, serving a live test pattern at /cam."""
 
-    def __init__(self, port: int, user: str | None = None, password: str | None = None) -> None:
+    def __init__(
+        self, port: int, user: str | None = None, password: str | None = None, tls: tuple[Path, Path] | None = None
+    ) -> None:
+        """`tls`: (certificate, key) PEM files: RTSP over TLS, at rtsps://."""
         if not _has_rtsp_server():
             _missing()
         self.port = port
+        self.scheme = "rtsps" if tls else "rtsp"
         args = [SYSTEM_PYTHON, str(RTSP_SERVER), str(port)]
         if user is not None:
             args += ["--user", user, "--password", str(password)]
+        if tls is not None:
+            args += ["--tls", str(tls[0]), str(tls[1])]
         self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert self.process.stdout is not None
         line = self.process.stdout.readline()  # "ready" once it listens
@@ -128,7 +134,7 @@ class RtspCamera:
             raise RuntimeError(f"the RTSP server did not start: {error}")
 
     def url(self, credentials: str = "") -> str:
-        return f"rtsp://{credentials}127.0.0.1:{self.port}/cam"
+        return f"{self.scheme}://{credentials}127.0.0.1:{self.port}/cam"
 
     def kill(self) -> None:
         """An outage: the server process dies at once."""

@@ -27,7 +27,7 @@ from camcap.models.base import Captioner, Task
 from camcap.outputs.record import CaptionEvent, CueBuilder
 from camcap.outputs.writers import SUFFIXES, CueWriter, cue_writer, write_live_record
 from camcap.sources.live import LiveSource
-from camcap.sources.reader import SourceChange, SourceState
+from camcap.sources.reader import SourceChange, SourceState, reader_options_of
 from camcap.sources.spec import SourceSpec, parse_sources
 
 logger = logging.getLogger("camcap.cli")
@@ -106,7 +106,15 @@ class _Watcher:
         scheduler.start()
         self.started = monotonic()
         sources = [
-            LiveSource(spec, scheduler, self.task, on_caption=self._caption, on_change=_report, started_at=self.started)
+            LiveSource(
+                spec,
+                scheduler,
+                self.task,
+                on_caption=self._caption,
+                on_change=_report,
+                started_at=self.started,
+                reader_options=reader_options_of(self.settings),
+            )
             for spec in self.specs
         ]
         runs = [asyncio.create_task(source.run()) for source in sources]

@@ -15,11 +15,13 @@ first frame after a connect is a `source_up` event and resets the backoff.
 from __future__ import annotations
 
 import enum
+import errno
 import logging
 import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import av
 import av.error
@@ -32,9 +34,13 @@ from camcap.sources.errors import (
     SourceNotFoundError,
     SourceRefusedError,
     SourceTimeoutError,
+    SourceTLSError,
 )
 from camcap.sources.redact import redact_text
 from camcap.sources.spec import SourceSpec, device_input
+
+if TYPE_CHECKING:
+    from camcap.config import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -103,9 +109,19 @@ class ReaderOptions:
     read_timeout_s: float = DEFAULT_READ_TIMEOUT_S
     backoff_first_s: float = 1.0
     backoff_cap_s: float = 30.0
+    # rtsps:// and https:// sources: verify the certificate against this PEM file (the camera's
+    # certificate or its CA). None: encrypted but not verified, FFmpeg's default, because most
+    # cameras' certificates are self-signed.
+    tls_ca_file: str | None = None
 
     def backoff(self) -> Backoff:
         return Backoff(self.backoff_first_s, self.backoff_cap_s)
+
+
+def reader_options_of(settings: Settings) -> ReaderOptions:
+    """The readers' options that come from settings (`source_ca_file`)."""
+    ca_file = settings.source_ca_file
+    return ReaderOptions(tls_ca_file=str(ca_file) if ca_file is not None else None)
 
 
 @dataclass
@@ -139,6 +155,7 @@ class SourceReader:
         self._on_frame = on_frame or (lambda: None)
         options = options or ReaderOptions()
         self._timeouts = (options.open_timeout_s, options.read_timeout_s)
+        self._tls_ca_file = options.tls_ca_file
         self._backoff = options.backoff()
         self._latest: LiveFrame | None = None
         self._lock = threading.Lock()
@@ -222,12 +239,12 @@ class SourceReader:
             options["live_start_index"] = "-1"
         elif spec.kind == "device":
             fmt, url = device_input(spec.url)
+        if spec.tls and self._tls_ca_file:
+            options.update(tls_verify="1", ca_file=self._tls_ca_file)
         try:
             container = av.open(url, mode="r", format=fmt, options=options, timeout=self._timeouts)
-        except av.error.FFmpegError as exc:
-            raise classify_error(exc, spec, self._timeouts[0]) from None
-        except OSError as exc:
-            raise classify_error(exc, spec, self._timeouts[0]) from None
+        except (av.error.FFmpegError, OSError) as exc:
+            raise classify_error(exc, spec, self._timeouts[0], ca_file=self._tls_ca_file) from None
         if not container.streams.video:
             container.close()
             raise SourceCodecError(f"{spec.name}: the source sends no video stream.")
@@ -302,12 +319,26 @@ class _Pacer:
             stop.wait(due - now)
 
 
-def classify_error(exc: BaseException, spec: SourceSpec, timeout_s: float, *, reading: bool = False) -> SourceError:
+def classify_error(
+    exc: BaseException, spec: SourceSpec, timeout_s: float, *, reading: bool = False, ca_file: str | None = None
+) -> SourceError:
     """An FFmpeg or OS error as the distinct, redacted `SourceError` that says what to do."""
     name, where = spec.name, spec.display_url
     detail = redact_text(str(exc), spec.url)
     error: SourceError
-    if isinstance(exc, av.error.HTTPUnauthorizedError | av.error.HTTPForbiddenError):
+    # FFmpeg's TLS layer reports a failed handshake (a certificate it does not accept, or a server
+    # that does not speak TLS) as a bare I/O error when connecting.
+    if spec.tls and not reading and isinstance(exc, OSError) and exc.errno == errno.EIO:
+        checked = (
+            f"its certificate was checked against {ca_file}: is that the camera's certificate or its CA?"
+            if ca_file
+            else "does it speak TLS on this port?"
+        )
+        error = SourceTLSError(
+            f"{name}: the TLS handshake with {where} failed; {checked} (Without a CA file camcap connects "
+            "encrypted without verifying the certificate.)"
+        )
+    elif isinstance(exc, av.error.HTTPUnauthorizedError | av.error.HTTPForbiddenError):
         has_credentials = "@" in spec.url.split("://", 1)[-1].split("/", 1)[0]
         fix = (
             "check the user name and password in the URL"

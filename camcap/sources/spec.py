@@ -38,6 +38,11 @@ class SourceSpec:
         return redact_url(self.url)
 
     @property
+    def tls(self) -> bool:
+        """Over TLS: rtsps:// or https://."""
+        return self.url.split("://", 1)[0].lower() in ("rtsps", "https")
+
+    @property
     def hls(self) -> bool:
         """An HLS playlist (http(s)://.../NAME.m3u8), as opposed to an MJPEG stream."""
         return self.kind == "http" and urlsplit(self.url).path.lower().endswith((".m3u8", ".m3u"))
