@@ -27,6 +27,7 @@ import av
 import av.error
 
 from camcap.engine.timing import monotonic
+from camcap.sources.devices import device_error, device_input
 from camcap.sources.errors import (
     SourceAuthError,
     SourceCodecError,
@@ -37,7 +38,7 @@ from camcap.sources.errors import (
     SourceTLSError,
 )
 from camcap.sources.redact import redact_text
-from camcap.sources.spec import SourceSpec, device_input
+from camcap.sources.spec import SourceSpec
 
 if TYPE_CHECKING:
     from camcap.config import Settings
@@ -245,6 +246,8 @@ class SourceReader:
             container = av.open(url, mode="r", format=fmt, options=options, timeout=self._timeouts)
         except (av.error.FFmpegError, OSError) as exc:
             raise classify_error(exc, spec, self._timeouts[0], ca_file=self._tls_ca_file) from None
+        except ValueError as exc:  # PyAV: this FFmpeg build has no such input format
+            raise classify_error(exc, spec, self._timeouts[0]) from None
         if not container.streams.video:
             container.close()
             raise SourceCodecError(f"{spec.name}: the source sends no video stream.")
@@ -262,7 +265,9 @@ class SourceReader:
         stream = container.streams.video[0]
         # Slice threads only: frame threads would hold several frames back, and live is about now.
         stream.codec_context.thread_type = "SLICE"
-        pacer = _Pacer() if spec.kind == "file" else None
+        # A file plays at its own rate; so does a lavfi test pattern, which FFmpeg makes as fast as it can.
+        paced = spec.kind == "file" or (spec.kind == "device" and device_input(spec.url)[0] == "lavfi")
+        pacer = _Pacer() if paced else None
         time_base = float(stream.time_base) if stream.time_base else 0.0
         up = False
         while not self._stop.is_set():
@@ -326,6 +331,10 @@ def classify_error(
     name, where = spec.name, spec.display_url
     detail = redact_text(str(exc), spec.url)
     error: SourceError
+    if spec.kind == "device" and not reading:
+        device = device_error(exc, name, spec.url)
+        if device is not None:
+            return device
     # FFmpeg's TLS layer reports a failed handshake (a certificate it does not accept, or a server
     # that does not speak TLS) as a bare I/O error when connecting.
     if spec.tls and not reading and isinstance(exc, OSError) and exc.errno == errno.EIO:
