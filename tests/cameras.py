@@ -41,13 +41,16 @@ def _jpeg(index: int) -> bytes:
 class MjpegCamera:
     """An MJPEG camera at http://127.0.0.1:PORT/mjpeg, 10 frames a second, the scene changing each second.
 
-    `user`/`password`: require HTTP basic auth (401 otherwise)."""
+    `user`/`password`: require HTTP basic auth (401 otherwise). `frames`: the pictures to send
+    instead of the three scenes (each shown for a second, in turn)."""
 
-    def __init__(self, port: int, user: str | None = None, password: str | None = None) -> None:
+    def __init__(
+        self, port: int, user: str | None = None, password: str | None = None, frames: list[bytes] | None = None
+    ) -> None:
         self.port = port
         self.stopping = threading.Event()
         self.frames_sent = 0
-        frames = [_jpeg(index) for index in range(3)]
+        frames = frames or [_jpeg(index) for index in range(3)]
         camera = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -73,7 +76,7 @@ class MjpegCamera:
                 self.end_headers()
                 index = 0
                 while not camera.stopping.is_set():
-                    data = frames[(index // 10) % 3]
+                    data = frames[(index // 10) % len(frames)]
                     try:
                         self.wfile.write(
                             b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "

@@ -47,6 +47,10 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_OPEN_TIMEOUT_S = 10.0
 DEFAULT_READ_TIMEOUT_S = 5.0
+# Packets in a row that fail to decode, with no frame between, before the stream counts as one this
+# FFmpeg cannot decode (a codec profile it lacks, a mislabelled stream): a damaged stream recovers at
+# its next keyframe, one or two seconds away, so this is a few seconds of a camera's packets.
+UNDECODABLE_PACKETS = 100
 
 
 class SourceState(str, enum.Enum):
@@ -270,6 +274,7 @@ class SourceReader:
         pacer = _Pacer() if paced else None
         time_base = float(stream.time_base) if stream.time_base else 0.0
         up = False
+        failed_in_a_row = 0
         while not self._stop.is_set():
             try:
                 for packet in container.demux(stream):
@@ -277,9 +282,14 @@ class SourceReader:
                         return False
                     try:
                         frames = packet.decode()
-                    except av.error.InvalidDataError:
+                    except av.error.InvalidDataError as exc:
                         self.stats.decode_errors += 1  # a damaged packet; the next keyframe repairs the picture
+                        failed_in_a_row += 1
+                        if failed_in_a_row >= UNDECODABLE_PACKETS:
+                            raise _undecodable(spec, stream, failed_in_a_row, exc) from None
                         continue
+                    if frames:
+                        failed_in_a_row = 0
                     for frame in frames:
                         if pacer is not None and frame.pts is not None and time_base:
                             pacer.wait_until(frame.pts * time_base, self._stop)
@@ -306,6 +316,15 @@ class SourceReader:
         with self._lock:
             self._latest = latest
         self._on_frame()
+
+
+def _undecodable(spec: SourceSpec, stream: av.video.stream.VideoStream, count: int, exc: Exception) -> SourceCodecError:
+    codec = stream.codec_context.name if stream.codec_context is not None else "unknown"
+    detail = redact_text(getattr(exc, "strerror", None) or str(exc), spec.url)
+    return SourceCodecError(
+        f"{spec.name}: its {codec} video cannot be decoded by this FFmpeg build: {count} packets in a row failed "
+        f"({detail}); check the camera's video settings (H.264, H.265 and MJPEG decode everywhere)."
+    )
 
 
 class _Pacer:
