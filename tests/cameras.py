@@ -42,14 +42,21 @@ class MjpegCamera:
     """An MJPEG camera at http://127.0.0.1:PORT/mjpeg, 10 frames a second, the scene changing each second.
 
     `user`/`password`: require HTTP basic auth (401 otherwise). `frames`: the pictures to send
-    instead of the three scenes (each shown for a second, in turn)."""
+    instead of the three scenes, each for `seconds_each` in turn; `shown` records when each
+    picture started being sent: (time.time(), index into frames)."""
 
     def __init__(
-        self, port: int, user: str | None = None, password: str | None = None, frames: list[bytes] | None = None
+        self,
+        port: int,
+        user: str | None = None,
+        password: str | None = None,
+        frames: list[bytes] | None = None,
+        seconds_each: float = 1.0,
     ) -> None:
         self.port = port
         self.stopping = threading.Event()
         self.frames_sent = 0
+        self.shown: list[tuple[float, int]] = []
         frames = frames or [_jpeg(index) for index in range(3)]
         camera = self
 
@@ -76,7 +83,10 @@ class MjpegCamera:
                 self.end_headers()
                 index = 0
                 while not camera.stopping.is_set():
-                    data = frames[(index // 10) % len(frames)]
+                    which = int(index // (10 * seconds_each)) % len(frames)
+                    data = frames[which]
+                    if not camera.shown or camera.shown[-1][1] != which:
+                        camera.shown.append((time.time(), which))
                     try:
                         self.wfile.write(
                             b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
