@@ -234,8 +234,9 @@ class Watch:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            # Ctrl+C must reach it even when the tests run as a shell's background job (which ignores SIGINT).
-            preexec_fn=_default_sigint,
+            # Ctrl+C must reach it even when the tests run as a shell's background job, which ignores
+            # SIGINT (inherited through exec); otherwise no preexec_fn, which is not thread-safe.
+            preexec_fn=_default_sigint if signal.getsignal(signal.SIGINT) is signal.SIG_IGN else None,
         )
         self.lines: queue.Queue[tuple[str, str]] = queue.Queue()
         self.out: list[str] = []
