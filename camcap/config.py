@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     sources: list[SecretStr] = Field(
         default_factory=list, description="Live sources the server captions continuously: NAME=URL each."
     )
+    # Unset: rtsps:// and https:// sources are encrypted but their certificates are not verified
+    # (FFmpeg's default: most cameras' certificates are self-signed).
+    source_ca_file: Path | None = Field(
+        None, description="Verify rtsps:// and https:// sources' certificates against this PEM file."
+    )
 
     # --- real-time policies (engine/options.py, engine/scheduler.py) ------------------------------
     # Defaults of every stream; a stream's `config` message may override change_threshold and

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -219,16 +220,23 @@ def test_a_file_without_loop_ends(tmp_path):
 # --- a real RTSP server and the real `camcap watch` ----------------------------------------------
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Watch:
     """`camcap watch` as a subprocess, its stdout and stderr lines gathered as they come."""
 
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+    def __init__(self, args: list[str], env: dict[str, str], model: str = MODEL) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "camcap", "watch", *args, "--model", MODEL],
+            [sys.executable, "-m", "camcap", "watch", *args, "--model", model],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            # Ctrl+C must reach it even when the tests run as a shell's background job, which ignores
+            # SIGINT (inherited through exec); otherwise no preexec_fn, which is not thread-safe.
+            preexec_fn=_default_sigint if signal.getsignal(signal.SIGINT) is signal.SIG_IGN else None,
         )
         self.lines: queue.Queue[tuple[str, str]] = queue.Queue()
         self.out: list[str] = []

@@ -309,6 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--max-captions", type=int, metavar="N", help="stop after N captions")
     watch.add_argument("--realtime", action="store_true", help="play video files as live sources, at their own rate")
     watch.add_argument("--loop", action="store_true", help="with --realtime: start a file again at its end")
+    watch.add_argument(
+        "--source-ca-file", metavar="PEM", help="verify rtsps:// and https:// certificates against this file"
+    )
     watch.add_argument("--change-threshold", type=float, metavar="PERCENT", help="skip unchanged frames (default: 0.2)")
     watch.add_argument("--max-batch", type=int, metavar="N", help="most frames of different sources per batch")
 

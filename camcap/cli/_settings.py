@@ -19,7 +19,7 @@ from camcap.models.options import ModelOptions
 _SETTINGS_FLAGS = (
     "model", "device", "dtype", "max_new_tokens", "detail", "compile", "cache_dir", "host", "port", "open_browser",
     "change_threshold", "cut_stale", "max_batch", "batch_window_ms", "sources", "input_size", "max_inflight",
-    "allow_image_urls",
+    "allow_image_urls", "source_ca_file",
 )  # fmt: skip
 
 # `serve`'s access and HTTPS flags, also Settings fields (docs/security.md).

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -26,8 +27,10 @@ from camcap.models.base import Captioner, Task
 from camcap.outputs.record import CaptionEvent, CueBuilder
 from camcap.outputs.writers import SUFFIXES, CueWriter, cue_writer, write_live_record
 from camcap.sources.live import LiveSource
-from camcap.sources.reader import SourceChange, SourceState
+from camcap.sources.reader import SourceChange, SourceState, reader_options_of
 from camcap.sources.spec import SourceSpec, parse_sources
+
+logger = logging.getLogger("camcap.cli")
 
 
 def watch_command(args: argparse.Namespace) -> int:
@@ -42,18 +45,34 @@ def watch_command(args: argparse.Namespace) -> int:
     if args.max_captions is not None and args.max_captions < 1:
         raise CamcapError(f"--max-captions must be at least 1, got {args.max_captions}.")
     out = _open_output(args.output)
+    writer: CueWriter | None = None if fmt == "jsonl" else cue_writer(fmt, out, name_sources=len(specs) > 1)  # type: ignore[arg-type]
+    watcher: _Watcher | None = None
     try:
+        if writer is not None:
+            writer.begin()  # a subtitle file is valid from the start, even if stopped before a caption
         with create_captioner(settings.model, model_options(settings)) as captioner:
             captioner.info.check_task(task)
             if captioner.info.random_weights:
                 note = f"camcap: {captioner.info.name} has random weights: captions are meaningless words."
                 print(note, file=sys.stderr)
-            watcher = _Watcher(captioner, settings, task, specs, out, fmt, args.duration, args.max_captions)
+            watcher = _Watcher(captioner, settings, task, specs, out, writer, args.duration, args.max_captions)
             asyncio.run(watcher.run())
+    except KeyboardInterrupt:  # Ctrl+C while the model loads, or a second one while stopping
+        _say_kept(watcher.captions if watcher is not None else 0, writer, args.output)
+        raise
     finally:
         if out is not sys.stdout:
             out.close()
+    if watcher is not None and watcher.interrupted:
+        _say_kept(watcher.captions, writer, args.output)
+        raise KeyboardInterrupt  # the CLI says "interrupted" and exits 130, as `camcap caption` does
     return 0
+
+
+def _say_kept(captions: int, writer: CueWriter | None, output: str | None) -> None:
+    cues = f" as {writer.count} cue(s)" if writer is not None else ""
+    where = f" in {output}" if output is not None else ""
+    print(f"camcap: interrupted: kept {captions} caption(s){cues}{where}.", file=sys.stderr, flush=True)
 
 
 class _Watcher:
@@ -64,17 +83,18 @@ class _Watcher:
         task: Task,
         specs: list[SourceSpec],
         out: TextIO,
-        fmt: str,
+        writer: CueWriter | None,
         duration: float | None,
         max_captions: int | None,
     ) -> None:
         self.captioner, self.settings, self.task, self.specs = captioner, settings, task, specs
         self.out, self.duration, self.max_captions = out, duration, max_captions
-        self.writer: CueWriter | None = None if fmt == "jsonl" else cue_writer(fmt, out, name_sources=len(specs) > 1)  # type: ignore[arg-type]
+        self.writer = writer  # None: JSON Lines
         self.builders = {spec.name: CueBuilder() for spec in specs}
         self.captions = 0
         self.started = monotonic()
         self.enough = asyncio.Event()
+        self.interrupted = False  # Ctrl+C: stopped cleanly, cues written; the CLI exits 130
 
     async def run(self) -> None:
         scheduler = Scheduler(
@@ -84,11 +104,17 @@ class _Watcher:
             stream_options=self.settings.stream_options(),
         )
         scheduler.start()
-        if self.writer is not None:
-            self.writer.begin()
         self.started = monotonic()
         sources = [
-            LiveSource(spec, scheduler, self.task, on_caption=self._caption, on_change=_report, started_at=self.started)
+            LiveSource(
+                spec,
+                scheduler,
+                self.task,
+                on_caption=self._caption,
+                on_change=_report,
+                started_at=self.started,
+                reader_options=reader_options_of(self.settings),
+            )
             for spec in self.specs
         ]
         runs = [asyncio.create_task(source.run()) for source in sources]
@@ -96,19 +122,28 @@ class _Watcher:
         enough = asyncio.create_task(self.enough.wait())
         try:
             await asyncio.wait([all_ended, enough], timeout=self.duration, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            # Ctrl+C: asyncio.run cancels this task. Stop the sources, close the open cue and
+            # return normally, so the output is complete; watch_command then exits 130.
+            self.interrupted = True
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
         finally:
             for source in sources:
                 source.stop()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(all_ended)
             enough.cancel()
+            self._finish()  # before the scheduler's close, which may wait for a generation to notice
             scheduler.close()
-            self._finish()
 
     def _caption(self, event: CaptionEvent) -> None:
         if self.max_captions is not None and self.captions >= self.max_captions:
             return
         self.captions += 1
+        # With -v each caption shows on stderr too, while the output goes to its file.
+        logger.info("Caption %d from %s: %s", self.captions, event.source, event.text)
         if self.writer is None:
             write_live_record(self.out, event)
         else:

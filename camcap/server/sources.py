@@ -45,7 +45,7 @@ from camcap.server.source_messages import (
     SubscribeMessage,
 )
 from camcap.sources.live import LiveSource
-from camcap.sources.reader import SourceChange, SourceState
+from camcap.sources.reader import ReaderOptions, SourceChange, SourceState, reader_options_of
 from camcap.sources.spec import SourceSpec, parse_sources
 
 logger = logging.getLogger(__name__)
@@ -60,8 +60,9 @@ _MAX_TEXT_MESSAGE = 16 * 1024
 class SourceHub:
     """The server's live sources: started when the model is ready, stopped with the app."""
 
-    def __init__(self, specs: list[SourceSpec], host: ModelHost) -> None:
+    def __init__(self, specs: list[SourceSpec], host: ModelHost, reader_options: ReaderOptions | None = None) -> None:
         self.specs = {spec.name: spec for spec in specs}
+        self._reader_options = reader_options
         self.sources: dict[str, LiveSource] = {}
         self._host = host
         self._subscribers: dict[asyncio.Queue[BaseModel], frozenset[str] | None] = {}
@@ -74,7 +75,7 @@ class SourceHub:
         """Raises `CamcapError` for a source that cannot be used as written (before a socket opens)."""
         # A file is a demo source: played at its own rate, looping.
         texts = [source.get_secret_value() for source in settings.sources]
-        return cls(parse_sources(texts, realtime=True, loop=True), host)
+        return cls(parse_sources(texts, realtime=True, loop=True), host, reader_options_of(settings))
 
     def start(self) -> None:
         """Start the sources once the model is ready. Call on the event loop."""
@@ -107,6 +108,7 @@ class SourceHub:
                 on_change=self._changed,
                 on_event=lambda event, name=name: self._event(name, event),  # type: ignore[misc]
                 on_caption=self._caption,
+                reader_options=self._reader_options,
             )
             logger.info("Captioning source %s", spec)
         results = await asyncio.gather(*(source.run() for source in self.sources.values()), return_exceptions=True)

@@ -49,6 +49,13 @@ class SourceCodecError(SourceError):
     kind = "unsupported_codec"
 
 
+class SourceTLSError(SourceError):
+    """The TLS handshake with an rtsps:// or https:// source failed: its certificate was not
+    accepted, or it does not speak TLS on that port."""
+
+    kind = "tls"
+
+
 class SourceConfigError(SourceError, ValueError):
     """The source as written cannot be used (unknown scheme, bad NAME=URL)."""
 

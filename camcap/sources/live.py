@@ -78,7 +78,8 @@ class LiveSource:
         self._on_event = on_event or (lambda event: None)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._new_frame = asyncio.Event()
-        self._answers: asyncio.Queue[StreamEvent] = asyncio.Queue()
+        # The scheduler's answers to this source's frames; None: stop() was called.
+        self._answers: asyncio.Queue[StreamEvent | None] = asyncio.Queue()
         self._stopped = asyncio.Event()
         self.reader = SourceReader(spec, on_change=self._changed, on_frame=self._frame_arrived, options=reader_options)
 
@@ -104,6 +105,9 @@ class LiveSource:
     def stop(self) -> None:
         self._stopped.set()
         self._new_frame.set()
+        # Stop now, not after the caption in progress: closing the stream (in run()) cancels it,
+        # so Ctrl+C in `camcap watch` does not wait for a long generation to finish.
+        self._answers.put_nowait(None)
 
     # --- on the event loop ---------------------------------------------------------------------
 
@@ -125,16 +129,19 @@ class LiveSource:
                 return
             stream.submit(frame)
             answer = await self._answer(frame.seq)
+            if answer is None:
+                return
             if isinstance(answer, FrameUnchanged | FrameError):
                 await self._pause(UNCHANGED_PAUSE_S)
             if self.ended:
                 return
             self._new_frame.set()  # the newest frame goes next, if one arrived meanwhile
 
-    async def _answer(self, seq: int) -> StreamEvent:
+    async def _answer(self, seq: int) -> StreamEvent | None:
+        """The scheduler's answer to frame `seq`, or None when the source is stopped first."""
         while True:
             event = await self._answers.get()
-            if getattr(event, "seq", None) in (seq, None):
+            if event is None or getattr(event, "seq", None) in (seq, None):
                 return event
 
     async def _pause(self, seconds: float) -> None:

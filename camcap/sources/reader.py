@@ -15,16 +15,19 @@ first frame after a connect is a `source_up` event and resets the backoff.
 from __future__ import annotations
 
 import enum
+import errno
 import logging
 import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import av
 import av.error
 
 from camcap.engine.timing import monotonic
+from camcap.sources.devices import device_error, device_input
 from camcap.sources.errors import (
     SourceAuthError,
     SourceCodecError,
@@ -32,14 +35,22 @@ from camcap.sources.errors import (
     SourceNotFoundError,
     SourceRefusedError,
     SourceTimeoutError,
+    SourceTLSError,
 )
 from camcap.sources.redact import redact_text
-from camcap.sources.spec import SourceSpec, device_input
+from camcap.sources.spec import SourceSpec
+
+if TYPE_CHECKING:
+    from camcap.config import Settings
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_OPEN_TIMEOUT_S = 10.0
 DEFAULT_READ_TIMEOUT_S = 5.0
+# Packets in a row that fail to decode, with no frame between, before the stream counts as one this
+# FFmpeg cannot decode (a codec profile it lacks, a mislabelled stream): a damaged stream recovers at
+# its next keyframe, one or two seconds away, so this is a few seconds of a camera's packets.
+UNDECODABLE_PACKETS = 100
 
 
 class SourceState(str, enum.Enum):
@@ -103,9 +114,19 @@ class ReaderOptions:
     read_timeout_s: float = DEFAULT_READ_TIMEOUT_S
     backoff_first_s: float = 1.0
     backoff_cap_s: float = 30.0
+    # rtsps:// and https:// sources: verify the certificate against this PEM file (the camera's
+    # certificate or its CA). None: encrypted but not verified, FFmpeg's default, because most
+    # cameras' certificates are self-signed.
+    tls_ca_file: str | None = None
 
     def backoff(self) -> Backoff:
         return Backoff(self.backoff_first_s, self.backoff_cap_s)
+
+
+def reader_options_of(settings: Settings) -> ReaderOptions:
+    """The readers' options that come from settings (`source_ca_file`)."""
+    ca_file = settings.source_ca_file
+    return ReaderOptions(tls_ca_file=str(ca_file) if ca_file is not None else None)
 
 
 @dataclass
@@ -139,6 +160,7 @@ class SourceReader:
         self._on_frame = on_frame or (lambda: None)
         options = options or ReaderOptions()
         self._timeouts = (options.open_timeout_s, options.read_timeout_s)
+        self._tls_ca_file = options.tls_ca_file
         self._backoff = options.backoff()
         self._latest: LiveFrame | None = None
         self._lock = threading.Lock()
@@ -216,13 +238,19 @@ class SourceReader:
         url = spec.url
         if spec.kind == "rtsp":
             options["rtsp_transport"] = "tcp"  # UDP loses packets on busy networks and is blocked by NAT
+        elif spec.hls:
+            # Start at the newest segment of a live playlist, not three back (FFmpeg's default):
+            # freshness first. FFmpeg's HLS demuxer then reloads the playlist as it grows.
+            options["live_start_index"] = "-1"
         elif spec.kind == "device":
             fmt, url = device_input(spec.url)
+        if spec.tls and self._tls_ca_file:
+            options.update(tls_verify="1", ca_file=self._tls_ca_file)
         try:
             container = av.open(url, mode="r", format=fmt, options=options, timeout=self._timeouts)
-        except av.error.FFmpegError as exc:
-            raise classify_error(exc, spec, self._timeouts[0]) from None
-        except OSError as exc:
+        except (av.error.FFmpegError, OSError) as exc:
+            raise classify_error(exc, spec, self._timeouts[0], ca_file=self._tls_ca_file) from None
+        except ValueError as exc:  # PyAV: this FFmpeg build has no such input format
             raise classify_error(exc, spec, self._timeouts[0]) from None
         if not container.streams.video:
             container.close()
@@ -241,9 +269,12 @@ class SourceReader:
         stream = container.streams.video[0]
         # Slice threads only: frame threads would hold several frames back, and live is about now.
         stream.codec_context.thread_type = "SLICE"
-        pacer = _Pacer() if spec.kind == "file" else None
+        # A file plays at its own rate; so does a lavfi test pattern, which FFmpeg makes as fast as it can.
+        paced = spec.kind == "file" or (spec.kind == "device" and device_input(spec.url)[0] == "lavfi")
+        pacer = _Pacer() if paced else None
         time_base = float(stream.time_base) if stream.time_base else 0.0
         up = False
+        failed_in_a_row = 0
         while not self._stop.is_set():
             try:
                 for packet in container.demux(stream):
@@ -251,9 +282,14 @@ class SourceReader:
                         return False
                     try:
                         frames = packet.decode()
-                    except av.error.InvalidDataError:
+                    except av.error.InvalidDataError as exc:
                         self.stats.decode_errors += 1  # a damaged packet; the next keyframe repairs the picture
+                        failed_in_a_row += 1
+                        if failed_in_a_row >= UNDECODABLE_PACKETS:
+                            raise _undecodable(spec, stream, failed_in_a_row, exc) from None
                         continue
+                    if frames:
+                        failed_in_a_row = 0
                     for frame in frames:
                         if pacer is not None and frame.pts is not None and time_base:
                             pacer.wait_until(frame.pts * time_base, self._stop)
@@ -282,6 +318,15 @@ class SourceReader:
         self._on_frame()
 
 
+def _undecodable(spec: SourceSpec, stream: av.video.stream.VideoStream, count: int, exc: Exception) -> SourceCodecError:
+    codec = stream.codec_context.name if stream.codec_context is not None else "unknown"
+    detail = redact_text(getattr(exc, "strerror", None) or str(exc), spec.url)
+    return SourceCodecError(
+        f"{spec.name}: its {codec} video cannot be decoded by this FFmpeg build: {count} packets in a row failed "
+        f"({detail}); check the camera's video settings (H.264, H.265 and MJPEG decode everywhere)."
+    )
+
+
 class _Pacer:
     """Plays a file at its own rate: frame at media time t is released at start + t."""
 
@@ -298,12 +343,30 @@ class _Pacer:
             stop.wait(due - now)
 
 
-def classify_error(exc: BaseException, spec: SourceSpec, timeout_s: float, *, reading: bool = False) -> SourceError:
+def classify_error(
+    exc: BaseException, spec: SourceSpec, timeout_s: float, *, reading: bool = False, ca_file: str | None = None
+) -> SourceError:
     """An FFmpeg or OS error as the distinct, redacted `SourceError` that says what to do."""
     name, where = spec.name, spec.display_url
     detail = redact_text(str(exc), spec.url)
     error: SourceError
-    if isinstance(exc, av.error.HTTPUnauthorizedError | av.error.HTTPForbiddenError):
+    if spec.kind == "device" and not reading:
+        device = device_error(exc, name, spec.url)
+        if device is not None:
+            return device
+    # FFmpeg's TLS layer reports a failed handshake (a certificate it does not accept, or a server
+    # that does not speak TLS) as a bare I/O error when connecting.
+    if spec.tls and not reading and isinstance(exc, OSError) and exc.errno == errno.EIO:
+        checked = (
+            f"its certificate was checked against {ca_file}: is that the camera's certificate or its CA?"
+            if ca_file
+            else "does it speak TLS on this port?"
+        )
+        error = SourceTLSError(
+            f"{name}: the TLS handshake with {where} failed; {checked} (Without a CA file camcap connects "
+            "encrypted without verifying the certificate.)"
+        )
+    elif isinstance(exc, av.error.HTTPUnauthorizedError | av.error.HTTPForbiddenError):
         has_credentials = "@" in spec.url.split("://", 1)[-1].split("/", 1)[0]
         fix = (
             "check the user name and password in the URL"

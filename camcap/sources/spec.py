@@ -1,26 +1,24 @@
 """What a live source is, from what the user typed: `NAME=URL` or just `URL`.
 
 Kinds: `rtsp` (rtsp:// and rtsps://, over TCP), `http` (http(s):// MJPEG or HLS), `device` (a
-capture device: /dev/videoN on Linux, `avfoundation:0` on macOS, `dshow:video=NAME` on Windows)
-and `file` (a video file played at its own rate: for tests and demos).
+capture device: /dev/videoN on Linux, `avfoundation:0` on macOS, `video=NAME` on Windows; see
+devices.py) and `file` (a video file played at its own rate: for tests and demos).
 """
 
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from camcap.sources.devices import device_input, device_name, is_device
 from camcap.sources.errors import SourceConfigError
 from camcap.sources.redact import redact_url
 
 SourceKind = Literal["rtsp", "http", "device", "file"]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-# Capture-device syntaxes of FFmpeg's input devices, per platform: "format:device".
-_DEVICE_FORMATS = ("v4l2", "avfoundation", "dshow")
 
 
 @dataclass(frozen=True)
@@ -36,6 +34,16 @@ class SourceSpec:
     @property
     def display_url(self) -> str:
         return redact_url(self.url)
+
+    @property
+    def tls(self) -> bool:
+        """Over TLS: rtsps:// or https://."""
+        return self.url.split("://", 1)[0].lower() in ("rtsps", "https")
+
+    @property
+    def hls(self) -> bool:
+        """An HLS playlist (http(s)://.../NAME.m3u8), as opposed to an MJPEG stream."""
+        return self.kind == "http" and urlsplit(self.url).path.lower().endswith((".m3u8", ".m3u"))
 
     def __str__(self) -> str:
         return f"{self.name} ({self.display_url})"
@@ -59,6 +67,8 @@ def parse_source(text: str, *, realtime: bool = False, loop: bool = False, index
                 f"Source {url!r} is a video file: add --realtime to play it as a live source at its own rate "
                 "(or caption it as a file with `camcap caption`)."
             )
+    if kind == "device":
+        device_input(url)  # raises for a syntax this platform cannot open (a camera number on Windows)
     name = name or _default_name(url, kind, index)
     if not _NAME.match(name):
         raise SourceConfigError(
@@ -89,28 +99,18 @@ def source_kind(url: str) -> SourceKind:
             f"Source {redact_url(url)!r}: camcap reads rtsp://, rtsps://, http(s):// (MJPEG or HLS), capture "
             f"devices and video files, not {scheme}://."
         )
-    if url.startswith("/dev/video") or url.split(":", 1)[0] in _DEVICE_FORMATS:
+    if is_device(url) and not Path(url).is_file():
         return "device"
     return "file"
-
-
-def device_input(url: str) -> tuple[str, str]:
-    """(FFmpeg input format, device) for a capture device spec."""
-    head, _, rest = url.partition(":")
-    if head in _DEVICE_FORMATS and rest:
-        return head, rest
-    if sys.platform == "darwin":
-        return "avfoundation", url
-    if sys.platform == "win32":
-        return "dshow", url
-    return "v4l2", url
 
 
 def _split_name(text: str) -> tuple[str | None, str]:
     if "=" in text:
         head, tail = text.split("=", 1)
-        # "rtsp://cam/x?a=b" has '=' too: only a name before any ':' or '/' counts.
-        if head and not re.search(r"[:/?]", head):
+        # "rtsp://cam/x?a=b" has '=' too: only a name before any ':' or '/' counts. "video=NAME"
+        # is a Windows camera (dshow), unless a URL or a path follows: "video=rtsp://..." is named.
+        dshow = head == "video" and "://" not in tail and not tail.startswith(("/", "."))
+        if head and not re.search(r"[:/?]", head) and not dshow:
             return head, tail
     return None, text
 
@@ -119,7 +119,7 @@ def _default_name(url: str, kind: SourceKind, index: int) -> str:
     if kind == "file":
         candidate = Path(url).stem
     elif kind == "device":
-        candidate = url.rsplit("/", 1)[-1].rsplit(":", 1)[-1]
+        candidate = device_name(url)
     else:
         candidate = urlsplit(url).hostname or ""
     candidate = re.sub(r"[^A-Za-z0-9_.-]", "-", candidate).strip("-.")[:64]
