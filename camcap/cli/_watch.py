@@ -16,6 +16,9 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from camcap.alerts.asker import QuestionAsker
+from camcap.alerts.build import engine_from_settings
+from camcap.alerts.engine import Alert, AlertEngine
 from camcap.cli._caption import _task
 from camcap.cli._settings import model_options, settings_from_args
 from camcap.config import Settings
@@ -41,6 +44,7 @@ def watch_command(args: argparse.Namespace) -> int:
         raise CamcapError(f"--duration must be a positive number of seconds, got {args.duration}.")
     if args.max_captions is not None and args.max_captions < 1:
         raise CamcapError(f"--max-captions must be at least 1, got {args.max_captions}.")
+    alerts = engine_from_settings(settings)  # a bad rule fails here, before the model loads
     out = _open_output(args.output)
     try:
         with create_captioner(settings.model, model_options(settings)) as captioner:
@@ -48,9 +52,10 @@ def watch_command(args: argparse.Namespace) -> int:
             if captioner.info.random_weights:
                 note = f"camcap: {captioner.info.name} has random weights: captions are meaningless words."
                 print(note, file=sys.stderr)
-            watcher = _Watcher(captioner, settings, task, specs, out, fmt, args.duration, args.max_captions)
+            watcher = _Watcher(captioner, settings, task, specs, out, fmt, args.duration, args.max_captions, alerts)
             asyncio.run(watcher.run())
     finally:
+        alerts.close()
         if out is not sys.stdout:
             out.close()
     return 0
@@ -67,8 +72,10 @@ class _Watcher:
         fmt: str,
         duration: float | None,
         max_captions: int | None,
+        alerts: AlertEngine | None = None,
     ) -> None:
         self.captioner, self.settings, self.task, self.specs = captioner, settings, task, specs
+        self.alerts = alerts or AlertEngine()
         self.out, self.duration, self.max_captions = out, duration, max_captions
         self.writer: CueWriter | None = None if fmt == "jsonl" else cue_writer(fmt, out, name_sources=len(specs) > 1)  # type: ignore[arg-type]
         self.builders = {spec.name: CueBuilder() for spec in specs}
@@ -87,8 +94,19 @@ class _Watcher:
         if self.writer is not None:
             self.writer.begin()
         self.started = monotonic()
+        asker = QuestionAsker(self.alerts, scheduler)
+        stop_listening = self.alerts.listen(self._alert)
         sources = [
-            LiveSource(spec, scheduler, self.task, on_caption=self._caption, on_change=_report, started_at=self.started)
+            LiveSource(
+                spec,
+                scheduler,
+                self.task,
+                on_caption=self._caption,
+                on_change=_report,
+                on_event=lambda event, name=spec.name: self.alerts.observe(name, event),  # type: ignore[misc]
+                on_submit=lambda frame, name=spec.name: asker.submitted(name, frame),  # type: ignore[misc]
+                started_at=self.started,
+            )
             for spec in self.specs
         ]
         runs = [asyncio.create_task(source.run()) for source in sources]
@@ -102,6 +120,8 @@ class _Watcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(all_ended)
             enough.cancel()
+            stop_listening()
+            asker.close()
             scheduler.close()
             self._finish()
 
@@ -117,6 +137,16 @@ class _Watcher:
                 self.writer.write(cue)
         if self.max_captions is not None and self.captions >= self.max_captions:
             self.enough.set()
+
+    def _alert(self, alert: Alert) -> None:
+        """An alert line: in the JSON Lines output beside the captions, else on stderr."""
+        record: dict[str, object] = {"at": alert.fields()["at"], "source": alert.camera, "alert": alert.rule}
+        record.update({key: value for key, value in alert.fields().items() if key not in ("rule", "camera", "at")})
+        if self.writer is None:
+            self.out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self.out.flush()
+        else:
+            print(f"camcap: {json.dumps({'type': 'alert', **record}, ensure_ascii=False)}", file=sys.stderr, flush=True)
 
     def _finish(self) -> None:
         if self.writer is None:
