@@ -65,11 +65,15 @@ export class Alerts extends EventTarget {
     return Boolean(this.NotificationClass);
   }
 
-  /** @param {AlertEvent} event */
-  handle(event) {
+  /**
+   * @param {AlertEvent} event
+   * @param {import("./history.js").CaptionHistory | null} history the camera's History to mark
+   *   (a server camera's own, for alerts from `WS /v1/sources/stream`); the webcam's by default
+   */
+  handle(event, history = this.history) {
     if (!event?.rule || (event.state !== "triggered" && event.state !== "cleared")) return;
     this.#showBanner(event);
-    this.history?.mark({
+    history?.mark({
       rule: event.rule,
       camera: event.camera,
       state: event.state,
