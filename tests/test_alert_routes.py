@@ -119,12 +119,11 @@ def test_source_subscribers_are_told_of_alerts_on_their_sources(tmp_path: Path):
         model="fake", allow_hosts=["testserver"], sources=[SecretStr(f"clip={clip}")], alerts=[],
     )  # fmt: skip
     app = create_app(settings, captioner=FakeCaptioner())
-    with TestClient(app) as client:
-        with client.websocket_connect("/v1/sources/stream") as ws:
-            ws.send_text(json.dumps({"type": "config", "sources": ["clip"]}))
-            recv_until(ws, "subscribed")
-            client.put("/v1/rules/seen", json={"match": "/colour/", "k": 1, "cameras": ["clip"]})
-            alert, _ = recv_until(ws, "alert")
+    with TestClient(app) as client, client.websocket_connect("/v1/sources/stream") as ws:
+        ws.send_text(json.dumps({"type": "config", "sources": ["clip"]}))
+        recv_until(ws, "subscribed")
+        client.put("/v1/rules/seen", json={"match": "/colour/", "k": 1, "cameras": ["clip"]})
+        alert, _ = recv_until(ws, "alert")
     assert (alert["rule"], alert["camera"], alert["state"]) == ("seen", "clip", "triggered")
     assert alert["caption"].startswith("colour")
 

@@ -81,12 +81,17 @@ class RuleFields(BaseModel):
             raise ValueError("must not be empty")
         return text
 
+    @field_validator("match")
+    @classmethod
+    def _match(cls, match: str | None) -> str | None:
+        if match is not None:
+            compile_match(match)  # ValueError names the problem
+        return match
+
     @model_validator(mode="after")
     def _one_test(self) -> RuleFields:
         if (self.question is None) == (self.match is None):
             raise ValueError("a rule needs exactly one of 'question' (a yes/no question) or 'match' (words or /regex/)")
-        if self.match is not None:
-            compile_match(self.match)  # ValueError names the problem
         return self
 
 
