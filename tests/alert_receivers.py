@@ -130,10 +130,14 @@ class Subscriber:
         self.messages: list[tuple[str, str, bool]] = []
         self.changed = threading.Condition()
         self.client = paho.Client(paho.CallbackAPIVersion.VERSION2)
+        self.subscribed = threading.Event()
         self.client.on_message = self._message
         self.client.on_connect = lambda client, *args: client.subscribe("#", qos=1)
+        self.client.on_subscribe = lambda *args: self.subscribed.set()
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
+        # Only what is published after the broker acknowledged the subscription is sure to arrive.
+        assert self.subscribed.wait(30), "the test's MQTT client could not subscribe"
 
     def _message(self, client: Any, userdata: Any, message: Any) -> None:
         with self.changed:
