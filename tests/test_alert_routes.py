@@ -88,6 +88,8 @@ def test_a_page_socket_is_told_when_a_rule_triggers_and_clears_on_its_own_stream
             assert triggered["caption"].startswith("colour 200 0 0") and triggered["at"].endswith("+00:00")
             states = client.get("/v1/rules").json()["rules"][0]["states"]
             assert states == {camera: "triggered"}
+            metrics = client.get("/metrics").text
+            assert "camcap_alerts_total 1.0" in metrics and "camcap_alerts_triggered 1.0" in metrics
             for seq in (2, 3):
                 ws.send_bytes(pack(png(BLUE), seq=seq))
                 recv_until(ws, "caption" if seq == 2 else "unchanged")
@@ -140,7 +142,11 @@ def test_secrets_never_show_in_info_rules_metrics_or_logs(caplog, tmp_path: Path
         alerts=["person=Is there a person?"],
     ) as client:
         wait_ready(client)
-        shown = client.get("/v1/info").text + client.get("/v1/rules").text + client.get("/metrics").text
+        metrics = client.get("/metrics").text
+        shown = client.get("/v1/info").text + client.get("/v1/rules").text + metrics
+    # Each sink kind's drops are counted where a scraper looks for them.
+    assert 'camcap_alerts_dropped_total{sink="webhook"} 0.0' in metrics
+    assert 'camcap_alerts_dropped_total{sink="mqtt"}' in metrics
     for secret in ("hook-s3cret", "url-t0ken", "mqtt-pa55word"):
         assert secret not in shown
         assert secret not in caplog.text
