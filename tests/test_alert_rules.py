@@ -112,3 +112,18 @@ def test_a_word_match_needs_every_word_whole_in_any_case():
 )
 def test_an_answer_is_true_when_it_starts_with_yes(answer, truth):
     assert is_yes(answer) is truth
+
+
+def test_watch_and_serve_refuse_a_bad_rules_file_before_loading_the_model(tmp_path: Path, capsys):
+    from camcap.cli import main
+
+    rules = tmp_path / "rules.toml"
+    rules.write_text(RULES.replace("k = 3", "k = 0"))
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"")
+    for command in (["watch", str(clip), "--realtime"], ["serve", "--port", "0", "--no-open"]):
+        assert main([*command, "--model", "random:nope", "--rules", str(rules)]) != 0
+        error = capsys.readouterr().err
+        assert f"{rules}:6: rule 'person': k:" in error, error
+    assert main(["watch", str(clip), "--realtime", "--alert", "oops", "--model", "random:nope"]) != 0
+    assert "expected NAME=QUESTION" in capsys.readouterr().err
