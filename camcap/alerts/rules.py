@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,7 +150,7 @@ def check_name(name: str) -> None:
         )
 
 
-def compile_match(match: str) -> Any:
+def compile_match(match: str) -> Callable[[str], bool]:
     """A predicate on caption text for a `match` value. Raises ValueError for a bad regex."""
     if len(match) >= 2 and match.startswith("/") and match.endswith("/"):
         try:
