@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,12 +82,17 @@ class RuleFields(BaseModel):
             raise ValueError("must not be empty")
         return text
 
+    @field_validator("match")
+    @classmethod
+    def _match(cls, match: str | None) -> str | None:
+        if match is not None:
+            compile_match(match)  # ValueError names the problem
+        return match
+
     @model_validator(mode="after")
     def _one_test(self) -> RuleFields:
         if (self.question is None) == (self.match is None):
             raise ValueError("a rule needs exactly one of 'question' (a yes/no question) or 'match' (words or /regex/)")
-        if self.match is not None:
-            compile_match(self.match)  # ValueError names the problem
         return self
 
 
@@ -144,7 +150,7 @@ def check_name(name: str) -> None:
         )
 
 
-def compile_match(match: str) -> Any:
+def compile_match(match: str) -> Callable[[str], bool]:
     """A predicate on caption text for a `match` value. Raises ValueError for a bad regex."""
     if len(match) >= 2 and match.startswith("/") and match.endswith("/"):
         try:

@@ -22,6 +22,7 @@ from camcap.alerts.engine import Alert, AlertEngine
 from camcap.cli._caption import _task
 from camcap.cli._settings import model_options, settings_from_args
 from camcap.config import Settings
+from camcap.engine.events import FrameUnchanged, StreamEvent
 from camcap.engine.scheduler import Scheduler
 from camcap.engine.timing import monotonic
 from camcap.errors import CamcapError
@@ -103,7 +104,7 @@ class _Watcher:
                 self.task,
                 on_caption=self._caption,
                 on_change=_report,
-                on_event=lambda event, name=spec.name: self.alerts.observe(name, event),  # type: ignore[misc]
+                on_event=lambda event, name=spec.name: self._unchanged(name, event),  # type: ignore[misc]
                 on_submit=lambda frame, name=spec.name: asker.submitted(name, frame),  # type: ignore[misc]
                 started_at=self.started,
             )
@@ -137,6 +138,12 @@ class _Watcher:
                 self.writer.write(cue)
         if self.max_captions is not None and self.captions >= self.max_captions:
             self.enough.set()
+        # After the caption's own line, so an alert line follows the caption that caused it.
+        self.alerts.caption(event.source or "", event.text)
+
+    def _unchanged(self, source: str, event: StreamEvent) -> None:
+        if isinstance(event, FrameUnchanged):
+            self.alerts.unchanged(source)  # the last caption stands: it counts again for match rules
 
     def _alert(self, alert: Alert) -> None:
         """An alert line: in the JSON Lines output beside the captions, else on stderr."""

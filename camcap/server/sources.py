@@ -27,7 +27,7 @@ from starlette.websockets import WebSocket
 
 from camcap.alerts.engine import Alert
 from camcap.config import Settings
-from camcap.engine.events import Frame, FrameCaption, StreamEvent, TokenDelta
+from camcap.engine.events import Frame, FrameCaption, FrameUnchanged, StreamEvent, TokenDelta
 from camcap.engine.scheduler import Scheduler
 from camcap.models.base import Task
 from camcap.outputs.record import CaptionEvent
@@ -204,8 +204,8 @@ class SourceHub:
             self._publish(alert.camera, alert_event(alert))
 
     def _event(self, name: str, event: StreamEvent) -> None:
-        if self.alerts is not None:
-            self.alerts.stream_event(name, event)
+        if self.alerts is not None and isinstance(event, FrameUnchanged):
+            self.alerts.engine.unchanged(name)  # its last caption stands, for the match rules
         if isinstance(event, TokenDelta):
             self._publish(name, SourceTokenEvent(source=name, seq=event.seq, text=event.text))
         elif isinstance(event, FrameCaption):
@@ -215,6 +215,8 @@ class SourceHub:
         name = caption.source or ""
         out = _caption_out(caption)
         self._publish(name, SourceCaptionEvent(source=name, seq=self._caption_seq.get(name, 0), **out.model_dump()))
+        if self.alerts is not None:  # after the caption, so an alert follows the caption that caused it
+            self.alerts.engine.caption(name, caption.text)
 
 
 def _caption_out(caption: CaptionEvent) -> SourceCaptionOut:
