@@ -76,6 +76,22 @@ class Settings(BaseSettings):
         None, description="Verify rtsps:// and https:// sources' certificates against this PEM file."
     )
 
+    # --- alerts (camcap/alerts/, docs/alerts.md) ------------------------------------------------
+    # NAME=QUESTION each; from the environment as JSON: CAMCAP_ALERTS='["person=Is there a person?"]'.
+    alerts: list[str] = Field(default_factory=list, description="Alert rules asked of every camera: NAME=QUESTION.")
+    rules: Path | None = Field(None, description="A TOML file of [[rule]] tables (docs/alerts.md).")
+    # SecretStr: a webhook URL often carries a token.
+    webhooks: list[SecretStr] = Field(default_factory=list, description="POST each alert as JSON to these URLs.")
+    # Only from the environment or a file (no flag: a command line is visible in `ps`); never logged or shown.
+    webhook_secret: SecretStr | None = Field(None, description="HMAC-SHA256 key signing webhook bodies.")
+    webhook_secret_file: Path | None = Field(None, description="A file holding the webhook secret.")
+    webhook_snapshot: bool = Field(False, description="Webhook bodies carry the frame as base64 JPEG.")
+    webhook_timeout_s: float = Field(5.0, gt=0, description="Longest wait for a webhook receiver (s).")
+    webhook_retries: int = Field(3, ge=0, le=10, description="Retries of a failed webhook POST (0.5 s, doubling).")
+    mqtt: str | None = Field(None, description="MQTT broker for captions, rule states and Home Assistant discovery.")
+    mqtt_password: SecretStr | None = Field(None, description="MQTT password (only from the environment).")
+    mqtt_password_file: Path | None = Field(None, description="A file holding the MQTT password.")
+
     # --- real-time policies (engine/options.py, engine/scheduler.py) ------------------------------
     # Defaults of every stream; a stream's `config` message may override change_threshold and
     # cut_stale. Measurements behind the threshold: engine/options.py.

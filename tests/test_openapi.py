@@ -58,6 +58,7 @@ def test_the_document_describes_every_route(api_schema):
         "GET /healthz", "GET /v1/info", "GET /metrics", "POST /v1/caption",
         "GET /v1/sources", "GET /v1/sources/{name}/snapshot.jpg",
         "GET /v1/models", "POST /v1/chat/completions",
+        "GET /v1/rules", "PUT /v1/rules/{name}", "PATCH /v1/rules/{name}", "DELETE /v1/rules/{name}",
     }  # fmt: skip
     document = api_schema.raw_schema
     # The refusals camcap itself gives are documented with their body.
@@ -72,7 +73,7 @@ def test_the_document_describes_every_route(api_schema):
 POSITIVE, NEGATIVE = schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE
 
 
-# The GET routes take no input, so there is nothing to make invalid: only POST gets negative cases.
+# The GET routes take no input, so there is nothing to make invalid: only POST (and PUT) get negative cases.
 @pytest.mark.parametrize(
     ("name", "mode"),
     [
@@ -85,6 +86,11 @@ POSITIVE, NEGATIVE = schemathesis.GenerationMode.POSITIVE, schemathesis.Generati
         ("GET /v1/models", POSITIVE),
         ("POST /v1/chat/completions", POSITIVE),
         ("POST /v1/chat/completions", NEGATIVE),
+        ("GET /v1/rules", POSITIVE),
+        ("PUT /v1/rules/{name}", POSITIVE),
+        ("PUT /v1/rules/{name}", NEGATIVE),
+        ("PATCH /v1/rules/{name}", POSITIVE),
+        ("DELETE /v1/rules/{name}", POSITIVE),
     ],
 )
 def test_each_operation_keeps_the_promises_of_the_document(api_schema, name, mode):

@@ -14,6 +14,7 @@ from typing import Any
 
 from camcap import __version__
 from camcap.cli import _bench, _caption, _machine, _serve, _watch
+from camcap.cli._alerts import add_alert_flags
 
 _DESCRIPTIONS = {
     "caption": "Prints one caption per image (with its file name when there are several), the words as the\n"
@@ -289,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     access.add_argument("--cert", metavar="FILE", help="your own PEM certificate (chain) for HTTPS")
     access.add_argument("--key", metavar="FILE", help="the unencrypted PEM private key of --cert")
+    add_alert_flags(serve)
 
     watch = command(
         "watch",
@@ -314,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     watch.add_argument("--change-threshold", type=float, metavar="PERCENT", help="skip unchanged frames (default: 0.2)")
     watch.add_argument("--max-batch", type=int, metavar="N", help="most frames of different sources per batch")
+    add_alert_flags(watch)
 
     models = command(
         "models",

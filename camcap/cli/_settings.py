@@ -11,6 +11,7 @@ import argparse
 
 from pydantic import ValidationError
 
+from camcap.cli._alerts import ALERT_FLAGS
 from camcap.config import Settings
 from camcap.errors import CamcapError
 from camcap.models.options import ModelOptions
@@ -31,7 +32,7 @@ _OUTPUT_FLAGS = ("log",)
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """Settings from the flags given; flags left out fall back to CAMCAP_* variables, then defaults."""
-    names = (*_SETTINGS_FLAGS, *_ACCESS_FLAGS, *_OUTPUT_FLAGS)
+    names = (*_SETTINGS_FLAGS, *_ACCESS_FLAGS, *_OUTPUT_FLAGS, *ALERT_FLAGS)
     given = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     try:
         settings = Settings(**given)

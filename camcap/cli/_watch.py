@@ -17,9 +17,13 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from camcap.alerts.asker import QuestionAsker
+from camcap.alerts.build import engine_from_settings
+from camcap.alerts.engine import Alert, AlertEngine
 from camcap.cli._caption import _task
 from camcap.cli._settings import model_options, settings_from_args
 from camcap.config import Settings
+from camcap.engine.events import FrameUnchanged, StreamEvent
 from camcap.engine.scheduler import Scheduler
 from camcap.engine.timing import monotonic
 from camcap.errors import CamcapError
@@ -44,6 +48,7 @@ def watch_command(args: argparse.Namespace) -> int:
         raise CamcapError(f"--duration must be a positive number of seconds, got {args.duration}.")
     if args.max_captions is not None and args.max_captions < 1:
         raise CamcapError(f"--max-captions must be at least 1, got {args.max_captions}.")
+    alerts = engine_from_settings(settings)  # a bad rule fails here, before the model loads
     out = _open_output(args.output)
     writer: CueWriter | None = None if fmt == "jsonl" else cue_writer(fmt, out, name_sources=len(specs) > 1)  # type: ignore[arg-type]
     watcher: _Watcher | None = None
@@ -55,12 +60,13 @@ def watch_command(args: argparse.Namespace) -> int:
             if captioner.info.random_weights:
                 note = f"camcap: {captioner.info.name} has random weights: captions are meaningless words."
                 print(note, file=sys.stderr)
-            watcher = _Watcher(captioner, settings, task, specs, out, writer, args.duration, args.max_captions)
+            watcher = _Watcher(captioner, settings, task, specs, out, writer, args.duration, args.max_captions, alerts)
             asyncio.run(watcher.run())
     except KeyboardInterrupt:  # Ctrl+C while the model loads, or a second one while stopping
         _say_kept(watcher.captions if watcher is not None else 0, writer, args.output)
         raise
     finally:
+        alerts.close()
         if out is not sys.stdout:
             out.close()
     if watcher is not None and watcher.interrupted:
@@ -86,8 +92,10 @@ class _Watcher:
         writer: CueWriter | None,
         duration: float | None,
         max_captions: int | None,
+        alerts: AlertEngine | None = None,
     ) -> None:
         self.captioner, self.settings, self.task, self.specs = captioner, settings, task, specs
+        self.alerts = alerts or AlertEngine()
         self.out, self.duration, self.max_captions = out, duration, max_captions
         self.writer = writer  # None: JSON Lines
         self.builders = {spec.name: CueBuilder() for spec in specs}
@@ -105,6 +113,8 @@ class _Watcher:
         )
         scheduler.start()
         self.started = monotonic()
+        asker = QuestionAsker(self.alerts, scheduler)
+        stop_listening = self.alerts.listen(self._alert)
         sources = [
             LiveSource(
                 spec,
@@ -112,6 +122,8 @@ class _Watcher:
                 self.task,
                 on_caption=self._caption,
                 on_change=_report,
+                on_event=lambda event, name=spec.name: self._unchanged(name, event),  # type: ignore[misc]
+                on_submit=lambda frame, name=spec.name: asker.submitted(name, frame),  # type: ignore[misc]
                 started_at=self.started,
                 reader_options=reader_options_of(self.settings),
             )
@@ -135,6 +147,8 @@ class _Watcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(all_ended)
             enough.cancel()
+            stop_listening()
+            asker.close()
             self._finish()  # before the scheduler's close, which may wait for a generation to notice
             scheduler.close()
 
@@ -152,6 +166,22 @@ class _Watcher:
                 self.writer.write(cue)
         if self.max_captions is not None and self.captions >= self.max_captions:
             self.enough.set()
+        # After the caption's own line, so an alert line follows the caption that caused it.
+        self.alerts.caption(event.source or "", event.text)
+
+    def _unchanged(self, source: str, event: StreamEvent) -> None:
+        if isinstance(event, FrameUnchanged):
+            self.alerts.unchanged(source)  # the last caption stands: it counts again for match rules
+
+    def _alert(self, alert: Alert) -> None:
+        """An alert line: in the JSON Lines output beside the captions, else on stderr."""
+        record: dict[str, object] = {"at": alert.fields()["at"], "source": alert.camera, "alert": alert.rule}
+        record.update({key: value for key, value in alert.fields().items() if key not in ("rule", "camera", "at")})
+        if self.writer is None:
+            self.out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self.out.flush()
+        else:
+            print(f"camcap: {json.dumps({'type': 'alert', **record}, ensure_ascii=False)}", file=sys.stderr, flush=True)
 
     def _finish(self) -> None:
         if self.writer is None:

@@ -15,11 +15,12 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from camcap import __version__
+from camcap.alerts.build import engine_from_settings
 from camcap.config import Settings
 from camcap.engine.frames import DecodeBudget
 from camcap.models.base import Captioner
 from camcap.outputs.log import CaptionLog, ObserverGroup
-from camcap.server import http, metrics, openai_compat, page, sources, websocket
+from camcap.server import alerts, http, metrics, openai_compat, page, sources, websocket
 from camcap.server.closing import ClosingNotice
 from camcap.server.convert import frame_limits
 from camcap.server.host import ModelHost
@@ -77,7 +78,10 @@ def create_app(settings: Settings, captioner: Captioner | None = None) -> FastAP
     caption_log = None if settings.log is None else CaptionLog(settings.log, settings.log_max_bytes, lambda: host.info)
     observer = server_metrics if caption_log is None else ObserverGroup(server_metrics, caption_log)
     host = ModelHost(settings, captioner, observer=observer)
-    source_hub = sources.SourceHub.from_settings(settings, host)
+    # Rules (--alert, --rules) and sinks (--webhook, --mqtt): a bad rule fails here, naming its line.
+    alert_hub = alerts.AlertHub(engine_from_settings(settings))
+    alerts.install(alert_hub, server_metrics.registry)
+    source_hub = sources.SourceHub.from_settings(settings, host, alert_hub)
     sources.install(source_hub, server_metrics.registry)
 
     @asynccontextmanager
@@ -90,6 +94,7 @@ def create_app(settings: Settings, captioner: Captioner | None = None) -> FastAP
             yield
         finally:
             await source_hub.aclose()
+            alert_hub.close()
             await host.aclose()
             if caption_log is not None:
                 caption_log.close()
@@ -102,6 +107,7 @@ def create_app(settings: Settings, captioner: Captioner | None = None) -> FastAP
     app.state.host = host
     app.state.metrics = server_metrics
     app.state.sources = source_hub
+    app.state.alerts = alert_hub
     app.state.frame_limits = frame_limits(settings)
     app.state.stream_limits = StreamLimits.from_settings(settings)
     # Shared and mutable: counts the clients being served (streams and one-shot captions).
@@ -126,6 +132,7 @@ def create_app(settings: Settings, captioner: Captioner | None = None) -> FastAP
     openai_compat.install(app)  # POST /v1/chat/completions, GET /v1/models
     app.add_api_websocket_route("/v1/stream", websocket.stream_endpoint)
     app.include_router(sources.router)
+    app.include_router(alerts.router)
     app.add_api_websocket_route("/v1/sources/stream", sources.sources_endpoint)
     app.include_router(page.router)
     page.mount_static(app)

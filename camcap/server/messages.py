@@ -58,6 +58,8 @@ class ErrorCode(str, enum.Enum):
     UPLOAD_TIMEOUT = "upload_timeout"  # an HTTP request body did not arrive within upload_timeout_s (408)
     UPLOADS_BUSY = "uploads_busy"  # max_upload_bytes_in_flight are being received already (503)
     UNKNOWN_SOURCE = "unknown_source"  # no live source has that name (GET /v1/sources lists them)
+    UNKNOWN_RULE = "unknown_rule"  # no alert rule has that name (GET /v1/rules lists them)
+    INVALID_RULE = "invalid_rule"  # a rule that cannot be used as written; the detail says why
 
 
 class _Message(BaseModel):

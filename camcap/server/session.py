@@ -18,6 +18,7 @@ from camcap.engine.options import StreamOptions
 from camcap.engine.scheduler import Stream
 from camcap.errors import UnsupportedTaskError
 from camcap.models.base import ModelInfo, Task
+from camcap.server.alert_messages import AlertEvent
 from camcap.server.limits import StreamSlot
 from camcap.server.messages import MAX_SEQ, ErrorCode, ErrorEvent, FrameHeader, ReadyEvent
 from camcap.server.metrics import ServerMetrics
@@ -49,7 +50,7 @@ class CloseSocket(enum.Enum):
         return "The model failed to load."
 
 
-Outgoing = StreamEvent | ReadyEvent | ErrorEvent | CloseSocket
+Outgoing = StreamEvent | ReadyEvent | ErrorEvent | AlertEvent | CloseSocket
 
 # Token events a client may leave unread before later tokens are dropped. A page that sends
 # frames but never reads must not grow the server's memory; captions are always delivered.

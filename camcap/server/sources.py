@@ -25,10 +25,13 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from pydantic import BaseModel, ValidationError
 from starlette.websockets import WebSocket
 
+from camcap.alerts.engine import Alert
 from camcap.config import Settings
-from camcap.engine.events import FrameCaption, StreamEvent, TokenDelta
+from camcap.engine.events import Frame, FrameCaption, FrameUnchanged, StreamEvent, TokenDelta
+from camcap.engine.scheduler import Scheduler
 from camcap.models.base import Task
 from camcap.outputs.record import CaptionEvent
+from camcap.server.alerts import AlertHub, alert_event
 from camcap.server.host import ModelHost, ModelStatus
 from camcap.server.http import ApiError
 from camcap.server.messages import ErrorCode, ErrorEvent, ErrorResponse
@@ -60,9 +63,16 @@ _MAX_TEXT_MESSAGE = 16 * 1024
 class SourceHub:
     """The server's live sources: started when the model is ready, stopped with the app."""
 
-    def __init__(self, specs: list[SourceSpec], host: ModelHost, reader_options: ReaderOptions | None = None) -> None:
+    def __init__(
+        self,
+        specs: list[SourceSpec],
+        host: ModelHost,
+        reader_options: ReaderOptions | None = None,
+        alerts: AlertHub | None = None,
+    ) -> None:
         self.specs = {spec.name: spec for spec in specs}
         self._reader_options = reader_options
+        self.alerts = alerts
         self.sources: dict[str, LiveSource] = {}
         self._host = host
         self._subscribers: dict[asyncio.Queue[BaseModel], frozenset[str] | None] = {}
@@ -71,14 +81,16 @@ class SourceHub:
         self._closing = False
 
     @classmethod
-    def from_settings(cls, settings: Settings, host: ModelHost) -> SourceHub:
+    def from_settings(cls, settings: Settings, host: ModelHost, alerts: AlertHub | None = None) -> SourceHub:
         """Raises `CamcapError` for a source that cannot be used as written (before a socket opens)."""
         # A file is a demo source: played at its own rate, looping.
         texts = [source.get_secret_value() for source in settings.sources]
-        return cls(parse_sources(texts, realtime=True, loop=True), host, reader_options_of(settings))
+        return cls(parse_sources(texts, realtime=True, loop=True), host, reader_options_of(settings), alerts)
 
     def start(self) -> None:
         """Start the sources once the model is ready. Call on the event loop."""
+        if self.alerts is not None:
+            self.alerts.listen(self._alert)
         if self.specs:
             self._task = asyncio.create_task(self._run(), name="camcap-sources")
 
@@ -109,6 +121,7 @@ class SourceHub:
                 on_event=lambda event, name=name: self._event(name, event),  # type: ignore[misc]
                 on_caption=self._caption,
                 reader_options=self._reader_options,
+                on_submit=lambda frame, name=name, scheduler=scheduler: self._submitted(scheduler, name, frame),  # type: ignore[misc]
             )
             logger.info("Captioning source %s", spec)
         results = await asyncio.gather(*(source.run() for source in self.sources.values()), return_exceptions=True)
@@ -190,7 +203,17 @@ class SourceHub:
             ),
         )
 
+    def _submitted(self, scheduler: Scheduler, name: str, frame: Frame) -> None:
+        if self.alerts is not None:
+            self.alerts.submitted(scheduler, name, frame)
+
+    def _alert(self, alert: Alert) -> None:
+        if alert.camera in self.specs:
+            self._publish(alert.camera, alert_event(alert))
+
     def _event(self, name: str, event: StreamEvent) -> None:
+        if self.alerts is not None and isinstance(event, FrameUnchanged):
+            self.alerts.engine.unchanged(name)  # its last caption stands, for the match rules
         if isinstance(event, TokenDelta):
             self._publish(name, SourceTokenEvent(source=name, seq=event.seq, text=event.text))
         elif isinstance(event, FrameCaption):
@@ -200,6 +223,8 @@ class SourceHub:
         name = caption.source or ""
         out = _caption_out(caption)
         self._publish(name, SourceCaptionEvent(source=name, seq=self._caption_seq.get(name, 0), **out.model_dump()))
+        if self.alerts is not None:  # after the caption, so an alert follows the caption that caused it
+            self.alerts.engine.caption(name, caption.text)
 
 
 def _caption_out(caption: CaptionEvent) -> SourceCaptionOut:

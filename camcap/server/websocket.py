@@ -26,6 +26,7 @@ from camcap.engine.frames import (
 from camcap.engine.timing import monotonic, receive_ms, wall_ms
 from camcap.errors import InvalidImageError, UnsupportedTaskError
 from camcap.server import convert
+from camcap.server.alerts import PageAlerts
 from camcap.server.host import ModelHost, ModelStatus
 from camcap.server.limits import FrameRate, StreamLimits, StreamSlot, task_text_problem
 from camcap.server.messages import ConfigMessage, ErrorCode, ErrorEvent, ReadyEvent, TokenEvent
@@ -55,25 +56,28 @@ async def stream_endpoint(websocket: WebSocket) -> None:
     session = Session(
         app_state.settings.stream_options(), slot=slot, metrics=app_state.metrics, decode_budget=app_state.decode_budget
     )
+    # Alerts on this stream come back to it; its captions and frames feed the rules.
+    link = PageAlerts(app_state.alerts, session.post)
     logger.debug("Stream connection from %s", websocket.client)
     try:
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(_write, websocket, session, tasks.cancel_scope)
-            tasks.start_soon(_activate, host, session, limits)
+            tasks.start_soon(_activate, host, session, limits, link)
             tasks.start_soon(slot.give_back_when_idle)
-            await _read(websocket, session, limits, guard)
+            await _read(websocket, session, limits, guard, link)
             tasks.cancel_scope.cancel()
     finally:
+        link.close()
         session.close()
         slot.release()
         logger.debug("Stream connection from %s closed", websocket.client)
 
 
-async def _activate(host: ModelHost, session: Session, limits: FrameLimits) -> None:
+async def _activate(host: ModelHost, session: Session, limits: FrameLimits, link: PageAlerts) -> None:
     await host.wait_settled()
     if host.status is ModelStatus.READY and host.scheduler is not None and host.info is not None:
         try:
-            stream = host.scheduler.open_stream(sink=session.post, options=session.options)
+            stream = host.scheduler.open_stream(sink=link.sink, options=session.options)
         except RuntimeError:  # the scheduler closed between the check and now: shutting down
             session.post(ErrorEvent(code=ErrorCode.SERVER_CLOSING.value, message="The server is shutting down."))
             return
@@ -84,6 +88,7 @@ async def _activate(host: ModelHost, session: Session, limits: FrameLimits) -> N
             limits=convert.limits_out(limits),
         )
         session.go_live(stream, ready, host.info)
+        link.attach(stream, host.scheduler)
     else:
         message = host.error or "The model failed to load."
         session.post(ErrorEvent(code=ErrorCode.MODEL_ERROR.value, message=message))
@@ -117,7 +122,9 @@ def _encode(item: Outgoing, session: Session) -> BaseModel:
     return item
 
 
-async def _read(websocket: WebSocket, session: Session, limits: FrameLimits, guard: StreamLimits) -> None:
+async def _read(
+    websocket: WebSocket, session: Session, limits: FrameLimits, guard: StreamLimits, link: PageAlerts | None = None
+) -> None:
     rate = FrameRate(guard.max_fps)
     while True:
         while session.outbox.qsize() >= MAX_BACKLOG:
@@ -137,13 +144,13 @@ async def _read(websocket: WebSocket, session: Session, limits: FrameLimits, gua
             delay = rate.delay()
             if delay > 0:
                 await anyio.sleep(delay)
-            if not await _on_frame(session, data, limits):
+            if not await _on_frame(session, data, limits, link):
                 await anyio.sleep_forever()  # refused: the writer closes the socket, which ends us
         elif text is not None:
             _on_text(session, text, guard)
 
 
-async def _on_frame(session: Session, data: bytes, limits: FrameLimits) -> bool:
+async def _on_frame(session: Session, data: bytes, limits: FrameLimits, link: PageAlerts | None = None) -> bool:
     """Handle one frame; False when the stream was refused (the server is full) and must end."""
     received_at, received_wall = monotonic(), wall_ms()
     try:
@@ -197,6 +204,9 @@ async def _on_frame(session: Session, data: bytes, limits: FrameLimits) -> bool:
         session.stream.submit(frame)
     except UnsupportedTaskError as exc:
         session.post(ErrorEvent(seq=seq, code=ErrorCode.UNSUPPORTED_TASK.value, message=str(exc)))
+        return True
+    if link is not None:
+        link.submitted(frame)  # the question rules on this stream look at the same image, in the same batch
     return True
 
 

@@ -50,8 +50,9 @@ class SourceCounters:
 class LiveSource:
     """One source feeding one scheduler stream. `await run()` on the event loop; `stop()` ends it.
 
-    `on_caption(CaptionEvent)`, `on_change(SourceChange)` and `on_event(StreamEvent)` (every
-    scheduler event, tokens included) are called on the loop.
+    `on_caption(CaptionEvent)`, `on_change(SourceChange)`, `on_event(StreamEvent)` (every
+    scheduler event, tokens included) and `on_submit(Frame)` (each frame given to the model) are
+    called on the loop.
     """
 
     def __init__(
@@ -63,6 +64,7 @@ class LiveSource:
         on_caption: Callable[[CaptionEvent], None] | None = None,
         on_change: Callable[[SourceChange], None] | None = None,
         on_event: Callable[[StreamEvent], None] | None = None,
+        on_submit: Callable[[Frame], None] | None = None,
         started_at: float | None = None,
         reader_options: ReaderOptions | None = None,
     ) -> None:
@@ -76,6 +78,7 @@ class LiveSource:
         self._on_caption = on_caption or (lambda event: None)
         self._on_change = on_change or (lambda change: None)
         self._on_event = on_event or (lambda event: None)
+        self._on_submit = on_submit or (lambda frame: None)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._new_frame = asyncio.Event()
         # The scheduler's answers to this source's frames; None: stop() was called.
@@ -128,6 +131,7 @@ class LiveSource:
             if self._stopped.is_set():
                 return
             stream.submit(frame)
+            self._on_submit(frame)  # alerts ask their questions about the same image
             answer = await self._answer(frame.seq)
             if answer is None:
                 return

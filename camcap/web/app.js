@@ -2,6 +2,9 @@
 // Each part lives in its own module; this one holds the little state they share and decides
 // what the user is told.
 
+import { RulesApi } from "./alerts-api.js";
+import { AlertsPanel } from "./alerts-panel.js";
+import { Alerts, bindAlertSettings } from "./alerts.js";
 import { Camera } from "./camera.js";
 import { Controls } from "./controls.js";
 import { FrameGrabber, nowMs, packFrame } from "./frames.js";
@@ -42,6 +45,11 @@ const history = new CaptionHistory();
 const historyPanel = new HistoryPanel(document.getElementById("history"), history, {
   button: document.getElementById("history-btn"),
   notify: (message) => view.flash(message),
+});
+const alerts = new Alerts({ banner: document.getElementById("alert-banner"), history });
+bindAlertSettings(alerts);
+const alertsPanel = new AlertsPanel(document.getElementById("alerts"), new RulesApi(), alerts, {
+  button: document.getElementById("alerts-btn"),
 });
 
 const state = {
@@ -246,6 +254,7 @@ connection.addEventListener("ready", ({ detail }) => {
   // The ready event is authoritative for this stream: size, tasks and name come from it.
   setModel(detail.model);
   state.limits = detail.limits ?? null;
+  alerts.streamId = detail.stream_id ?? null; // this camera's name in alert rules
   view.setModel(state.model, state.modelName);
   sendConfig();
   pacer.reset(); // send the first frame now rather than at the next retry tick
@@ -288,6 +297,9 @@ connection.addEventListener("caption", ({ detail }) => {
   });
   pacer.done(detail.seq);
 });
+
+// A rule watching this camera changed state (camcap/server: alert events).
+connection.addEventListener("alert", ({ detail }) => alerts.handle(detail));
 
 connection.addEventListener("unchanged", ({ detail }) => {
   // The scene has not changed since the caption on screen: it stays up, and this answer frees the
@@ -347,9 +359,13 @@ fullscreenButton.addEventListener("click", () => {
 });
 document.addEventListener("fullscreenchange", () => view.setFullscreen(Boolean(document.fullscreenElement)));
 
-// One panel at a time: History and Settings open in the same place.
-document.getElementById("history-btn").addEventListener("click", () => controls.close({ returnFocus: false }));
-document.getElementById("settings-btn").addEventListener("click", () => historyPanel.close({ returnFocus: false }));
+// One panel at a time: History, Alerts and Settings open in the same place.
+const panels = { "history-btn": historyPanel, "alerts-btn": alertsPanel, "settings-btn": controls };
+for (const [id, panel] of Object.entries(panels)) {
+  document.getElementById(id).addEventListener("click", () => {
+    for (const other of Object.values(panels)) if (other !== panel) other.close({ returnFocus: false });
+  });
+}
 
 controls.addEventListener("camera", () => {
   if (state.camera === "on") startCamera();

@@ -70,6 +70,10 @@ export function toJsonl(history) {
         last_captured_at: new Date(entry.lastAt).toISOString(),
         ended_at: new Date(entry.endAt).toISOString(),
         repeats: entry.count,
+        // Alerts raised on this caption (alerts.js), only where there were some.
+        ...(entry.alerts?.length
+          ? { alerts: entry.alerts.map((a) => ({ ...a, at: new Date(a.at).toISOString() })) }
+          : {}),
       }),
     )
     .map((line) => `${line}\n`)
@@ -86,7 +90,8 @@ export function entryLine(entry) {
   const when = new Date(entry.startAt).toLocaleTimeString([], { hour12: false });
   const question = entry.label ? `${entry.label} ` : "";
   const repeats = entry.count > 1 ? ` (×${entry.count}, ${formatDuration(entry.endAt - entry.startAt)})` : "";
-  return `[${when}] ${question}${entry.text}${repeats}`;
+  const alerts = (entry.alerts ?? []).map((a) => ` [alert: ${a.rule} ${a.state}]`).join("");
+  return `[${when}] ${question}${entry.text}${repeats}${alerts}`;
 }
 
 /** "12 s", "3 min 4 s", "1 h 2 min". */

@@ -121,12 +121,16 @@ export class HistoryPanel {
     copy.className = "btn btn-small";
     copy.dataset.action = "copy";
     copy.textContent = "Copy";
-    item.append(time, repeats, text, copy);
+    // Alerts raised while this caption was on screen (alerts.js marks them).
+    const alerts = document.createElement("p");
+    alerts.className = "history-alerts";
+    alerts.hidden = true;
+    item.append(time, repeats, text, copy, alerts);
     return item;
   }
 
   #fill(item, entry) {
-    const [time, repeats, text, copy] = item.children;
+    const [time, repeats, text, copy, alerts] = item.children;
     const when = new Date(entry.startAt);
     time.dateTime = when.toISOString();
     time.textContent = when.toLocaleTimeString([], { hour12: false });
@@ -134,5 +138,10 @@ export class HistoryPanel {
     // textContent, never innerHTML: captions are model output.
     text.textContent = entry.label ? `${entry.label} ${entry.text}` : entry.text;
     copy.setAttribute("aria-label", `Copy the caption of ${time.textContent}`);
+    const marks = entry.alerts ?? [];
+    alerts.hidden = marks.length === 0;
+    alerts.textContent = marks.map((a) => `⚠ Alert: ${a.rule} ${a.state}`).join(" · ");
+    if (marks.length) item.dataset.alert = marks.at(-1).state;
+    else delete item.dataset.alert;
   }
 }

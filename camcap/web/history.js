@@ -5,6 +5,8 @@
 
 /** Entries kept per camera unless told otherwise: about an hour of one caption every 7 s. */
 export const DEFAULT_MAX_ENTRIES = 500;
+/** Alert marks kept on one entry (a rule flapping on a still scene would otherwise grow it). */
+export const MAX_ALERTS_PER_ENTRY = 8;
 
 /**
  * @typedef {{
@@ -16,7 +18,9 @@ export const DEFAULT_MAX_ENTRIES = 500;
  *   lastAt: number,
  *   endAt: number,
  *   count: number,
+ *   alerts: HistoryAlert[],
  * }} HistoryEntry
+ * @typedef {{rule: string, camera: string, state: "triggered" | "cleared", at: number}} HistoryAlert
  * Times are ms since the Unix epoch (the page's clock): startAt is the capture time of the first
  * frame this caption described, lastAt that of the latest one, endAt when it was last known to be
  * true (its latest caption finished, or a later frame was found unchanged).
@@ -61,6 +65,7 @@ export class CaptionHistory extends EventTarget {
       lastAt: at,
       endAt: Math.max(at, finishedAt),
       count: 1,
+      alerts: [],
     };
     this.entries.push(entry);
     const dropped = this.entries.length > this.maxEntries ? this.entries.splice(0, this.entries.length - this.maxEntries) : [];
@@ -74,6 +79,19 @@ export class CaptionHistory extends EventTarget {
     if (!last || !Number.isFinite(at) || at <= last.endAt) return;
     last.endAt = at;
     this.#changed("update", last);
+  }
+
+  /**
+   * An alert about what the camera shows now: marked on the latest entry (the caption it was
+   * about), or on an entry of its own (the alert's caption or answer) when there is none yet.
+   * @param {HistoryAlert & {text?: string}} alert
+   */
+  mark({ rule, camera, state, at = Date.now(), text = "" }) {
+    const entry = this.entries.at(-1) ?? this.add({ text: text || `Alert: ${rule}`, capturedAt: at, task: "alert" });
+    entry.alerts.push({ rule, camera, state, at });
+    if (entry.alerts.length > MAX_ALERTS_PER_ENTRY) entry.alerts.splice(0, entry.alerts.length - MAX_ALERTS_PER_ENTRY);
+    this.#changed("update", entry);
+    return entry;
   }
 
   /** @returns {HistoryEntry[]} newest first, as the panel lists them */
