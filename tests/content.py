@@ -11,7 +11,7 @@ from __future__ import annotations
 from camcap.models.demo.scenes import Truth, parse_caption
 
 # ("colour", "side") or ("colour", "shape", "side"): the parts of each object a caption must get right.
-WHAT_COUNTS: tuple[str, ...] = ("colour", "side")
+WHAT_COUNTS: tuple[str, ...] = ("colour", "shape", "side")
 
 
 def _pick(colour: str, shape: str, side: str) -> tuple[str, ...]:

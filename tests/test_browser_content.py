@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 from camcap.models.demo.scenes import SceneSpec, ShapeSpec, Truth, draw_scene
-from tests.content import named
+from tests.content import named, shown
 from tests.live_server import free_port, stop_process
 from tests.page_browser import launch_chromium
 from tests.test_browser import (  # the page, the server and wire helpers of the browser tests
@@ -137,21 +137,21 @@ def test_every_caption_names_the_scene_its_frame_showed(
     expect(page.locator("#random-badge")).to_be_hidden()
     page.get_by_role("button", name="Start camera").click()
 
-    shown: dict[int, int] = {}  # seq -> scene its frame showed
+    scene_of: dict[int, int] = {}  # seq -> scene its frame showed
 
     def scenes_captioned() -> set[int]:
         by_seq = {frame.seq: frame for frame in wire.frames()}
         for event in wire.events("caption"):
-            if event["seq"] not in shown:
-                shown[event["seq"]] = which_scene(by_seq[event["seq"]].image, scenes)
-        return set(shown.values())
+            if event["seq"] not in scene_of:
+                scene_of[event["seq"]] = which_scene(by_seq[event["seq"]].image, scenes)
+        return set(scene_of.values())
 
     # Every scene of the clip captioned at least once (the clip is 3 x 4 s and loops).
     wait_for(page, lambda: len(scenes_captioned()) == len(scenes), "captions of all three scenes", timeout_s=120)
 
     captions = wire.events("caption")
     for event in captions:
-        truth = scenes[shown[event["seq"]]][1]
+        truth = scenes[scene_of[event["seq"]]][1]
         assert named(event["text"]) == shown(truth), (
             f"Frame {event['seq']} showed {truth.caption()!r} but was captioned {event['text']!r}"
         )
@@ -165,7 +165,7 @@ def test_every_caption_names_the_scene_its_frame_showed(
     for earlier, later in itertools.pairwise(order):
         if frames[later] != frames[earlier] and later <= max(captioned):
             assert later in captioned, f"Frame {later} was the first of a new scene but was not captioned"
-            assert shown[later] == frames[later]
+            assert scene_of[later] == frames[later]
     seqs = [event["seq"] for event in captions]
     assert seqs == sorted(seqs), f"Captions arrived out of frame order: {seqs}"
 
@@ -179,9 +179,9 @@ def test_every_caption_names_the_scene_its_frame_showed(
         };
     }"""
     on_screen = wait_for(page, lambda: page.evaluate(snapshot), "a finished caption in the overlay", timeout_s=30)
-    wait_for(page, lambda: on_screen["seq"] in shown or on_screen["seq"] in {*scenes_captioned(), *shown}, "its event")
+    wait_for(page, lambda: on_screen["seq"] in {*scenes_captioned(), *scene_of}, "its event")
     assert on_screen["live"] == on_screen["text"]
-    truth = scenes[shown[on_screen["seq"]]][1]
+    truth = scenes[scene_of[on_screen["seq"]]][1]
     assert named(on_screen["text"]) == shown(truth), on_screen
     page.screenshot(path=save_artifact("browser-content.png"))
     assert page_errors == []

@@ -81,7 +81,9 @@ def test_watch_names_the_scene_a_live_camera_showed_when_its_frame_arrived(subpr
         jpegs.append(buffer.getvalue())
     camera = MjpegCamera(free_port(), frames=jpegs, seconds_each=SECONDS_EACH)
     # --change-threshold 0: every frame the model takes is captioned, also while the scene holds.
-    args = [f"cam={camera.url}", "--max-captions", "10", "--change-threshold", "0"]
+    # A duration, not a caption count: a fast model makes ten captions before the first change.
+    duration = len(SCENES) * SECONDS_EACH + 2
+    args = [f"cam={camera.url}", "--duration", str(duration), "--change-threshold", "0"]
     watch = Watch(args, subprocess_env, model=MODEL)
     try:
         assert watch.finish(timeout=400) == 0, "\n".join(watch.err)
