@@ -389,6 +389,14 @@ controls.addEventListener("camera", () => {
   if (state.camera === "on") startCamera();
 });
 controls.addEventListener("source", ({ detail: name }) => layout.show(`source:${name}`));
+controls.addEventListener("task", () => sendConfig());
+controls.addEventListener("pacing", () => applyPacing());
+
+navigator.mediaDevices?.addEventListener?.("devicechange", () => {
+  Camera.list()
+    .then((devices) => controls.setCameras(devices, camera.deviceId))
+    .catch(() => {});
+});
 
 // --- the server's cameras --------------------------------------------------------------------------
 
@@ -403,14 +411,6 @@ for (const type of ["source_caption", "source_token", "source_up", "source_down"
   sourceFeed.addEventListener(type, ({ detail }) => layout.event(type, detail));
 }
 sourceFeed.addEventListener("closed", () => layout.interrupted());
-controls.addEventListener("task", () => sendConfig());
-controls.addEventListener("pacing", () => applyPacing());
-
-navigator.mediaDevices?.addEventListener?.("devicechange", () => {
-  Camera.list()
-    .then((devices) => controls.setCameras(devices, camera.deviceId))
-    .catch(() => {});
-});
 
 // A countdown that says "retry in 3 s" must tick even when nothing else happens.
 setInterval(() => {
