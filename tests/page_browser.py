@@ -87,9 +87,10 @@ def _wait_until_ready(server: Server) -> None:
 
 @contextlib.contextmanager
 def serve(
-    env: dict[str, str], log_dir: Path, *, tokens: int = 5, model: str = MODEL, args: tuple[str, ...] = ()
+    env: dict[str, str], log_dir: Path, *, tokens: int | None = 5, model: str = MODEL, args: tuple[str, ...] = ()
 ) -> Iterator[Server]:
-    """A real `camcap serve` on a free port whose captions are exactly `tokens` tokens long."""
+    """A real `camcap serve` on a free port whose captions are exactly `tokens` tokens long
+    (`None`: as long as the model makes them, e.g. demo:shapes's scene descriptions)."""
     port = free_port()
     log_path = log_dir / f"serve-{port}.log"
     command = [
@@ -98,7 +99,8 @@ def serve(
         "--host", "127.0.0.1", "--port", str(port), "--no-open", *args,
     ]  # fmt: skip
     # Fixed-length captions (min == max), so a test knows how long its caption is.
-    env = {**env, "CAMCAP_MAX_NEW_TOKENS": str(tokens), "CAMCAP_MIN_NEW_TOKENS": str(tokens)}
+    if tokens is not None:
+        env = {**env, "CAMCAP_MAX_NEW_TOKENS": str(tokens), "CAMCAP_MIN_NEW_TOKENS": str(tokens)}
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     server = Server(url=f"http://127.0.0.1:{port}/", process=process, log_path=log_path)

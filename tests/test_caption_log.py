@@ -21,6 +21,8 @@ from camcap.models.base import Caption, ModelInfo, Task, TaskKind, Timings
 from camcap.outputs.log import LOG_BACKUPS, CaptionLog
 from camcap.server.app import create_app
 from camcap.server.messages import FRAME_MAGIC
+from tests.cameras import MjpegCamera
+from tests.live_server import free_port
 from tests.test_server import recv, recv_until
 from tests.test_server_e2e import LOAD_TIMEOUT, SPEC, jpeg
 
@@ -30,13 +32,16 @@ INFO = ModelInfo(
 )  # fmt: skip
 
 
-def _event(seq: int, text: str) -> FrameCaption:
+def _event(seq: int, text: str, stream: str | None = "s1", source: str | None = None) -> FrameCaption:
     timings = FrameTimings(
         receive_ms=None, queue_ms=1.0, image_decode_ms=1.0, preprocess_ms=1.0, first_token_ms=2.0,
         decode_ms=3.0, encode_ms=None, inference_ms=6.0, total_ms=8.0, tokens=4,
     )  # fmt: skip
     caption = Caption(index=0, text=text, task=Task.caption(), timings=Timings(1.0, 2.0, 3.0, 6.0, 4))
-    return FrameCaption(seq=seq, caption=caption, timings=timings, skipped=0, captured_at=1_700_000_000_000.0 + seq)
+    return FrameCaption(
+        seq=seq, caption=caption, timings=timings, skipped=0, captured_at=1_700_000_000_000.0 + seq,
+        stream=stream, source=source,
+    )  # fmt: skip
 
 
 def _lines(path: Path) -> list[dict]:
@@ -66,6 +71,22 @@ def test_each_caption_is_one_line_flushed_at_once(tmp_path: Path) -> None:
     assert line["model"] == "random:blip-tiny" and line["random_weights"] is True
     assert line["captured_at"] == 1_700_000_000_001.0 and line["timings"]["tokens"] == 4
     assert line["logged_at"].endswith("+00:00")
+    assert line["stream"] == "s1" and line["source"] is None
+
+
+def test_each_line_says_which_stream_or_source_it_is_from(tmp_path: Path) -> None:
+    log = CaptionLog(tmp_path / "captions.jsonl", 1024 * 1024, lambda: INFO)
+    log.start()
+    try:
+        log.write(_event(1, "from a page", stream="s1"))
+        log.write(_event(2, "from the door camera", stream="s2", source="door"))
+        lines = _wait_for_lines(tmp_path / "captions.jsonl", 2)
+    finally:
+        log.close()
+    assert [(line["stream"], line["source"], line["text"]) for line in lines] == [
+        ("s1", None, "from a page"),
+        ("s2", "door", "from the door camera"),
+    ]
 
 
 def test_the_log_rotates_by_size(tmp_path: Path) -> None:
@@ -113,8 +134,7 @@ def test_a_real_server_logs_every_caption_of_every_stream(logged_client: tuple[T
     client, log_path = logged_client
     captions = []
     with client.websocket_connect("/v1/stream") as first, client.websocket_connect("/v1/stream") as second:
-        recv(first, timeout=60)
-        recv(second, timeout=60)
+        stream_ids = [recv(first, timeout=60)["stream_id"], recv(second, timeout=60)["stream_id"]]
         for ws, seq, colour in ((first, 7, (200, 30, 30)), (second, 8, (30, 30, 200))):
             header = json.dumps({"seq": seq, "captured_at": 1000.0 + seq}).encode()
             ws.send_bytes(FRAME_MAGIC + struct.pack(">I", len(header)) + header + jpeg(colour))
@@ -123,5 +143,26 @@ def test_a_real_server_logs_every_caption_of_every_stream(logged_client: tuple[T
     assert [(line["seq"], line["text"], line["captured_at"]) for line in lines] == [
         (c["seq"], c["text"], c["captured_at"]) for c in captions
     ]
-    # The same record the WebSocket sent, plus when it was logged.
-    assert {key: value for key, value in lines[0].items() if key != "logged_at"} == captions[0]
+    # Each line names the stream it came from: the id its page was given in the ready event.
+    assert [(line["stream"], line["source"]) for line in lines] == [(stream_ids[0], None), (stream_ids[1], None)]
+    # The same record the WebSocket sent, plus when it was logged and whose it is.
+    added = {"logged_at", "stream", "source"}
+    assert {key: value for key, value in lines[0].items() if key not in added} == captions[0]
+
+
+@pytest.mark.slow
+def test_a_server_source_s_captions_are_logged_under_its_name(model_cache: Path, tmp_path: Path) -> None:
+    camera = MjpegCamera(free_port())
+    log_path = tmp_path / "captions.jsonl"
+    settings = Settings(
+        model=SPEC, cache_dir=model_cache, max_new_tokens=3, min_new_tokens=3, allow_download=False,
+        allow_hosts=["testserver"], log=log_path, sources=[f"door={camera.url}"],
+    )  # fmt: skip
+    try:
+        with TestClient(create_app(settings)):
+            lines = _wait_for_lines(log_path, 2, timeout_s=120)
+    finally:
+        camera.stop()
+    assert {line["source"] for line in lines} == {"door"}
+    assert len({line["stream"] for line in lines}) == 1 and lines[0]["stream"].startswith("s")
+    assert all(line["type"] == "caption" and line["text"] for line in lines)

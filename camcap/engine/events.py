@@ -53,6 +53,11 @@ class FrameCaption:
     skipped: int  # frames of this stream replaced by newer ones since the previous caption
     captured_at: float | None
     unchanged: int = 0  # frames of this stream answered FrameUnchanged since the previous caption
+    # Whose caption it is, for observers that watch every stream at once (the caption log): the
+    # scheduler's stream id (the `stream_id` a page gets in its ready event), and the source's
+    # name for a server source (`camcap serve --source NAME=URL`), None for a client's stream.
+    stream: str | None = None
+    source: str | None = None
 
 
 @dataclass(frozen=True)

@@ -94,8 +94,10 @@ class Stream:
         loop: asyncio.AbstractEventLoop,
         sink: Sink | None,
         options: StreamOptions,
+        source: str | None = None,
     ) -> None:
         self.id = stream_id
+        self.source = source  # the server source this stream captions, None for a client's stream
         self.events: asyncio.Queue[StreamEvent] = asyncio.Queue()
         self.skipped_total = 0  # every frame this stream ever had replaced
         self.unchanged_total = 0  # every frame answered FrameUnchanged
@@ -207,17 +209,20 @@ class Scheduler:
         for thread in self._threads:
             thread.start()
 
-    def open_stream(self, sink: Sink | None = None, options: StreamOptions | None = None) -> Stream:
+    def open_stream(
+        self, sink: Sink | None = None, options: StreamOptions | None = None, *, source: str | None = None
+    ) -> Stream:
         """A new stream whose events are delivered on the running event loop.
 
         `sink`, if given, receives every event (on the loop) instead of `Stream.events`.
         `options`: the stream's policies (default: the scheduler's `stream_options`).
+        `source`: the name of the server source it captions, carried by its captions.
         """
         loop = asyncio.get_running_loop()
         with self._cond:
             if self._stopping:
                 raise RuntimeError("The scheduler is closed; no new stream can be opened.")
-            stream = Stream(self, f"s{next(self._ids)}", loop, sink, options or self.stream_options)
+            stream = Stream(self, f"s{next(self._ids)}", loop, sink, options or self.stream_options, source)
             self._streams[stream.id] = stream
         return stream
 
@@ -436,7 +441,16 @@ class Scheduler:
         )
         # Logged first, so that whoever reads the caption can also find its log line.
         job.stream._post(
-            FrameCaption(job.frame.seq, caption, timings, job.skipped, job.frame.captured_at, job.unchanged)
+            FrameCaption(
+                job.frame.seq,
+                caption,
+                timings,
+                job.skipped,
+                job.frame.captured_at,
+                job.unchanged,
+                stream=job.stream.id,
+                source=job.stream.source,
+            )
         )
 
     def _stale(self, jobs: list[_Job]) -> list[_Job]:

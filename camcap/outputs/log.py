@@ -4,7 +4,9 @@ Nothing about what the cameras see is written on the server unless this is asked
 is, the log watches the scheduler (it is a `SchedulerObserver`, beside the metrics), so every
 stream and every source that the one scheduler serves is in it, in the order captions finished.
 Each line is the `caption` event the WebSocket sends (server/messages.py `CaptionEvent`), plus
-`logged_at`, the server's wall-clock time (ISO 8601, UTC).
+`logged_at`, the server's wall-clock time (ISO 8601, UTC), `stream`, the scheduler's stream id (a
+page's stream: the `stream_id` of its ready event), and `source`, the server source's name
+(`camcap serve --source NAME=URL`; null for a page's stream).
 
 Writing happens on a thread of its own (the stdlib's QueueHandler/QueueListener), so a slow disk
 never holds up the event loop; each line is flushed as it is written. The file is rotated by size
@@ -76,7 +78,13 @@ class CaptionLog:
         if info is None or self._listener is None:
             return
         record = convert.caption_event(event, info).model_dump(mode="json")
-        line = {"logged_at": datetime.now(UTC).isoformat(timespec="milliseconds"), **record}
+        line = {
+            "logged_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            # Whose caption: every stream and source share one file, so each line says which.
+            "stream": event.stream,
+            "source": event.source,
+            **record,
+        }
         # A LogRecord carrying the finished line: the queue hands it to the file handler as is.
         self._queue_handler.handle(logging.makeLogRecord({"msg": _json(line), "levelno": logging.INFO}))
 

@@ -97,7 +97,7 @@ class LiveSource:
     async def run(self) -> None:
         """Read and caption until `stop()` (or a file without --loop ends)."""
         self._loop = asyncio.get_running_loop()
-        stream = self._scheduler.open_stream(sink=self._deliver)
+        stream = self._scheduler.open_stream(sink=self._deliver, source=self.spec.name)
         self.reader.start()
         try:
             await self._pump(stream)

@@ -8,10 +8,12 @@ import { Alerts, bindAlertSettings } from "./alerts.js";
 import { Camera } from "./camera.js";
 import { Controls } from "./controls.js";
 import { FrameGrabber, nowMs, packFrame } from "./frames.js";
+import { Layout, WEBCAM } from "./grid.js";
 import { CaptionHistory } from "./history.js";
 import { HistoryPanel } from "./history-panel.js";
 import { Overlay } from "./overlay.js";
 import { Pacer } from "./pacer.js";
+import { SourceFeed } from "./sources.js";
 import { bindSpeechControls, Speaker } from "./speech.js";
 import { Connection } from "./stream.js";
 import { View } from "./ui.js";
@@ -50,6 +52,23 @@ const alerts = new Alerts({ banner: document.getElementById("alert-banner"), his
 bindAlertSettings(alerts);
 const alertsPanel = new AlertsPanel(document.getElementById("alerts"), new RulesApi(), alerts, {
   button: document.getElementById("alerts-btn"),
+});
+// The server's cameras (`camcap serve --source`) beside the webcam: one on screen, or a grid.
+const sourceFeed = new SourceFeed();
+const layout = new Layout({
+  tiles: document.getElementById("tiles"),
+  webcam: view.tile,
+  template: document.getElementById("source-tile"),
+  panelTemplate: document.getElementById("history"),
+  panelParent: view.stage,
+  gridButton: document.getElementById("grid-btn"),
+  notify: (message) => view.flash(message),
+  onPanelOpen: () => {
+    // One panel at a time, as for the webcam's History and Settings.
+    controls.close({ returnFocus: false });
+    historyPanel.close({ returnFocus: false });
+    alertsPanel.close({ returnFocus: false });
+  },
 });
 
 const state = {
@@ -162,6 +181,10 @@ function stopCamera() {
 function setCamera(cameraState) {
   state.camera = cameraState;
   view.setCameraState(cameraState);
+  // The webcam tile's own status line, read in the grid where the notice card does not speak for it.
+  const words = { on: ["Live", "ok"], starting: ["Starting…", "busy"], off: ["Off · press Start camera", "off"] };
+  const [text, tone] = words[cameraState] ?? [state.cameraError?.message ?? "Camera error", "error"];
+  view.tile.setStatus(text, tone);
   render();
 }
 
@@ -200,8 +223,10 @@ function render() {
       view.setPill("Connecting…", "busy");
   }
 
-  // The most urgent thing wins the notice card; nothing shows while captions flow.
-  if (state.camera === "error" && state.cameraError) {
+  // The most urgent thing wins the notice card; nothing shows while captions flow. The webcam's own
+  // notices (off, starting) only while it is alone on screen: in the grid its tile says so itself.
+  const webcamAlone = layout.webcamAlone;
+  if (state.camera === "error" && state.cameraError && layout.showsWebcam) {
     view.setNotice({
       title: CAMERA_ERROR_TITLES[state.cameraError.kind] ?? CAMERA_ERROR_TITLES.unknown,
       text: state.cameraError.message,
@@ -228,12 +253,12 @@ function render() {
     });
   } else if (c.state === "connecting") {
     view.setNotice({ title: "Connecting…", text: "Reaching the camcap server on this machine." });
-  } else if (state.camera === "off") {
+  } else if (state.camera === "off" && webcamAlone) {
     view.setNotice({
       title: "Camera is off",
       text: `Press Start camera to begin. ${whereFramesGo(state.model)}`,
     });
-  } else if (state.camera === "starting") {
+  } else if (state.camera === "starting" && webcamAlone) {
     view.setNotice({ title: "Starting camera…", text: "Allow camera access if the browser asks." });
   } else {
     view.setNotice(null);
@@ -340,7 +365,10 @@ function setModel(model) {
 
 document.getElementById("start-btn").addEventListener("click", () => {
   if (state.camera === "on") stopCamera();
-  else startCamera();
+  else {
+    if (!layout.showsWebcam) layout.show(WEBCAM); // a server camera was on screen: back to the webcam
+    startCamera();
+  }
 });
 
 document.getElementById("mirror-btn").addEventListener("click", () => {
@@ -359,17 +387,21 @@ fullscreenButton.addEventListener("click", () => {
 });
 document.addEventListener("fullscreenchange", () => view.setFullscreen(Boolean(document.fullscreenElement)));
 
-// One panel at a time: History, Alerts and Settings open in the same place.
+// One panel at a time: History, Alerts and Settings open in the same place (and close a server
+// camera's History).
 const panels = { "history-btn": historyPanel, "alerts-btn": alertsPanel, "settings-btn": controls };
 for (const [id, panel] of Object.entries(panels)) {
   document.getElementById(id).addEventListener("click", () => {
     for (const other of Object.values(panels)) if (other !== panel) other.close({ returnFocus: false });
+    layout.closePanels();
   });
 }
 
 controls.addEventListener("camera", () => {
+  if (layout.source !== null) layout.show(WEBCAM); // a browser camera chosen: show it
   if (state.camera === "on") startCamera();
 });
+controls.addEventListener("source", ({ detail: name }) => layout.show(`source:${name}`));
 controls.addEventListener("task", () => sendConfig());
 controls.addEventListener("pacing", () => applyPacing());
 
@@ -379,9 +411,28 @@ navigator.mediaDevices?.addEventListener?.("devicechange", () => {
     .catch(() => {});
 });
 
+// --- the server's cameras --------------------------------------------------------------------------
+
+layout.addEventListener("change", ({ detail }) => {
+  controls.setSources([...layout.sources.keys()], detail.source);
+  // A webcam nobody sees is not filmed: showing a server camera alone stops it.
+  if (!layout.showsWebcam && state.camera === "on") stopCamera();
+  render();
+});
+sourceFeed.addEventListener("sources", ({ detail }) => layout.setSources(detail));
+for (const type of ["source_caption", "source_token", "source_up", "source_down", "source_ended"]) {
+  sourceFeed.addEventListener(type, ({ detail }) => layout.event(type, detail));
+}
+sourceFeed.addEventListener("closed", () => layout.interrupted());
+// A server camera's alert marks that camera's own History (the banner is shared).
+sourceFeed.addEventListener("alert", ({ detail }) =>
+  alerts.handle(detail, layout.sources.get(detail.camera)?.history ?? history),
+);
+
 // A countdown that says "retry in 3 s" must tick even when nothing else happens.
 setInterval(() => {
   if (state.connection.state === "unreachable") render();
+  layout.tick();
 }, 1000);
 
 view.setMirror(controls.settings.mirror);
@@ -393,3 +444,4 @@ Camera.list()
   .then((devices) => controls.setCameras(devices, ""))
   .catch(() => {}); // no picker entries is fine: "Default camera" still works
 connection.start();
+sourceFeed.start();

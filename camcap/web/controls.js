@@ -2,6 +2,8 @@
 // this machine only), and greys out what the loaded model cannot do.
 
 const STORAGE_KEY = "camcap.settings.v1";
+/** The picker's value for a server camera: "source:" and its name (device ids never start so). */
+const SOURCE_PREFIX = "source:";
 
 /**
  * @typedef {{
@@ -52,6 +54,8 @@ export class Controls extends EventTarget {
       quality: $("quality-input"),
     };
     this.settings = { ...DEFAULTS, ...load() };
+    /** @type {HTMLOptGroupElement | null} the server's cameras in the picker */
+    this.sourceGroup = null;
     this.#fill();
     this.#wire();
   }
@@ -94,13 +98,39 @@ export class Controls extends EventTarget {
   /** Fill the camera picker. Keeps the current choice when that camera is still there. */
   setCameras(devices, activeId) {
     const select = this.fields.camera;
-    const wanted = activeId || this.settings.deviceId;
+    const wanted = select.value.startsWith(SOURCE_PREFIX) ? select.value : activeId || this.settings.deviceId;
     select.replaceChildren(new Option("Default camera", ""));
     // Before access is granted once, browsers hide ids and labels: only "Default camera" is offered.
     devices
       .filter((device) => device.deviceId)
       .forEach((device, index) => select.add(new Option(device.label || `Camera ${index + 1}`, device.deviceId)));
-    select.value = devices.some((device) => device.deviceId === wanted) ? wanted : "";
+    if (this.sourceGroup) select.add(this.sourceGroup);
+    const offered = [...select.options].some((option) => option.value === wanted);
+    select.value = offered ? wanted : "";
+  }
+
+  /**
+   * List the server's cameras beside the browser's (`GET /v1/sources`); choosing one fires
+   * "source" (grid.js shows it) instead of "camera". `chosen`: the one on screen, if any.
+   * @param {string[]} names @param {string | null} chosen
+   */
+  setSources(names, chosen = null) {
+    const select = this.fields.camera;
+    const browserChoice = select.value.startsWith(SOURCE_PREFIX) ? this.settings.deviceId : select.value;
+    // Rebuilt only when the list changed: an open picker is not redrawn under the user's finger.
+    const listed = [...(this.sourceGroup?.children ?? [])].map((option) => option.label);
+    if (listed.join("\n") !== names.join("\n")) {
+      this.sourceGroup?.remove();
+      this.sourceGroup = null;
+    }
+    if (names.length && !this.sourceGroup) {
+      this.sourceGroup = document.createElement("optgroup");
+      this.sourceGroup.label = "Server cameras";
+      for (const name of names) this.sourceGroup.append(new Option(name, SOURCE_PREFIX + name));
+      select.add(this.sourceGroup);
+    }
+    const wanted = chosen !== null && names.includes(chosen) ? SOURCE_PREFIX + chosen : browserChoice;
+    select.value = [...select.options].some((option) => option.value === wanted) ? wanted : "";
   }
 
   setMirror(mirror) {
@@ -154,7 +184,12 @@ export class Controls extends EventTarget {
     // Enter in the question field applies the question instead of submitting (reloading) the page.
     this.form.addEventListener("submit", (event) => event.preventDefault());
 
-    f.camera.addEventListener("change", () => this.#update({ deviceId: f.camera.value }, "camera"));
+    f.camera.addEventListener("change", () => {
+      // A server camera is shown, not opened: the browser camera remembered stays as it was.
+      if (f.camera.value.startsWith(SOURCE_PREFIX)) {
+        this.dispatchEvent(new CustomEvent("source", { detail: f.camera.value.slice(SOURCE_PREFIX.length) }));
+      } else this.#update({ deviceId: f.camera.value }, "camera");
+    });
     f.task.addEventListener("change", () => this.#update({ task: f.task.value }, "task"));
     f.length.addEventListener("change", () => this.#update({ length: f.length.value }, "task"));
     // "change" fires on Enter or when focus leaves: one config per finished question, not per key.

@@ -1,19 +1,9 @@
 // What the page shows: the notice over the video, the connection pill, the model line, the
 // caption overlay and the stats. Nothing here decides anything; app.js calls it.
 
+import { formatMs, Tile } from "./tile.js";
+
 const $ = (id) => document.getElementById(id);
-
-/** "84 ms", "1.3 s", "–" */
-export function formatMs(ms) {
-  if (ms === null || ms === undefined || !Number.isFinite(ms)) return "–";
-  if (ms < 1000) return `${Math.round(ms)} ms`;
-  return `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
-}
-
-/** Whether a scrolling box shows its last line (or does not scroll at all). */
-function isScrolledToEnd(box) {
-  return box.scrollHeight - box.scrollTop - box.clientHeight < 24;
-}
 
 export class View {
   constructor() {
@@ -23,17 +13,11 @@ export class View {
     this.noticeAction = null;
     this.notice.action.addEventListener("click", () => this.noticeAction?.());
     this.pill = $("connection-pill");
-    this.caption = { box: $("caption"), text: $("caption-text"), live: $("caption-live") };
-    this.stats = {
-      inference: $("stat-inference"),
-      ttft: $("stat-ttft"),
-      age: $("stat-age"),
-      skipped: $("stat-skipped"),
-      unchanged: $("stat-unchanged"),
-    };
-    this.captionSeq = -1;
-    /** The text of the last finished caption, to put back if a caption in progress is cut. */
-    this.finalText = "";
+    /** The webcam's tile (grid.js adds one per server camera beside it). */
+    this.tile = new Tile($("tile"));
+    // The webcam's live region sits outside its tile, so hiding the tile never silences it mid-sentence.
+    this.tile.caption.live = $("caption-live");
+    this.caption = this.tile.caption;
     this.skippedTotal = 0;
     this.unchangedTotal = 0;
   }
@@ -105,83 +89,50 @@ export class View {
 
   /** A caption is on its way for frame `seq`: until its first token the previous one stays up. */
   captionToken(seq, delta) {
-    const { box, text } = this.caption;
-    if (seq !== this.captionSeq) {
-      // A new frame's caption replaces the old one only once it has something to say, so the
-      // overlay never blinks empty between captions.
-      this.captionSeq = seq;
-      text.textContent = "";
-    }
-    box.hidden = false;
-    box.dataset.seq = String(seq);
-    box.dataset.streaming = "true";
-    const following = isScrolledToEnd(box);
-    text.textContent += delta;
-    // A caption longer than its box scrolls: the newest words stay in view as they are written,
-    // unless the user scrolled back to read the start.
-    if (following) box.scrollTop = box.scrollHeight;
+    this.tile.captionToken(seq, delta);
   }
 
   /** The final text of frame `seq`: authoritative, it replaces whatever the tokens built. */
   captionFinal(event, { ageMs, label, announce = true, details = "" }) {
-    const { box, text, live } = this.caption;
-    this.captionSeq = event.seq;
-    box.hidden = false;
-    box.dataset.streaming = "false";
-    box.dataset.seq = String(event.seq);
-    const following = isScrolledToEnd(box);
-    text.textContent = event.text;
-    if (following) box.scrollTop = box.scrollHeight;
-    this.finalText = event.text;
-    // Only finished captions go to the live region: a screen reader then reads whole sentences.
-    // Not while they are spoken aloud (speech.js): nobody should hear a caption twice.
-    // `details`: where detected objects are, in words (overlay.js).
+    // `details`: where detected objects are, in words (overlay.js). Spoken or announced, never both.
     const said = `${label ? `${label} ` : ""}${event.text}${details ? `: ${details}` : ""}`;
-    live.textContent = announce ? said : "";
-
+    this.tile.captionFinal(event.seq, event.text, { said, announce });
     const t = event.timings ?? {};
     this.skippedTotal += event.skipped ?? 0;
-    this.stats.inference.textContent = formatMs(t.inference_ms);
-    this.stats.ttft.textContent = formatMs(t.first_token_ms);
-    this.stats.age.textContent = formatMs(ageMs);
-    this.stats.skipped.textContent = String(this.skippedTotal);
+    this.tile.setStats({
+      inference: formatMs(t.inference_ms),
+      ttft: formatMs(t.first_token_ms),
+      age: formatMs(ageMs),
+      skipped: String(this.skippedTotal),
+    });
   }
 
   /** Frame `event.seq` looks like the one the caption on screen describes: the caption stays. */
   captionUnchanged(event) {
     this.caption.box.dataset.unchangedSeq = String(event.seq);
     this.unchangedTotal += 1;
-    this.stats.unchanged.textContent = String(this.unchangedTotal);
+    this.tile.setStats({ unchanged: String(this.unchangedTotal) });
   }
 
   /** The caption of frame `seq` was cut short for a newer frame's: put the last finished one back. */
   captionSuperseded(seq) {
     this.skippedTotal += 1;
-    this.stats.skipped.textContent = String(this.skippedTotal);
-    const { box, text } = this.caption;
-    if (seq !== this.captionSeq || box.dataset.streaming !== "true") return;
-    text.textContent = this.finalText;
-    box.dataset.streaming = "false";
-    box.hidden = !this.finalText;
+    this.tile.setStats({ skipped: String(this.skippedTotal) });
+    this.tile.captionSuperseded(seq);
   }
 
   /** A line above the caption saying what was asked ("Q: …"), or nothing for plain captions. */
   setCaptionLabel(label) {
-    const element = $("caption-label");
-    element.hidden = !label;
-    element.textContent = label ?? "";
+    this.tile.setCaptionLabel(label);
   }
 
   /** The connection dropped mid-caption: it will never finish, so stop showing it as being written. */
   captionInterrupted() {
-    this.caption.box.dataset.streaming = "false";
+    this.tile.captionInterrupted();
   }
 
   clearCaption() {
-    this.caption.box.hidden = true;
-    this.caption.text.textContent = "";
-    this.captionSeq = -1;
-    this.finalText = "";
+    this.tile.clearCaption();
   }
 
   /** A short message that fades by itself (an error about one frame; the stream goes on). */
