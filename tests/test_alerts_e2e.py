@@ -86,6 +86,9 @@ def run(tmp_path_factory: pytest.TempPathFactory, subprocess_env: dict[str, str]
     rules = folder / "rules.toml"
     rules.write_text(RULES)
     env = {**subprocess_env, "CAMCAP_WEBHOOK_SECRET": SECRET, "CAMCAP_WEBHOOK_TIMEOUT_S": "30"}
+    # A tiny model runs several times faster on one torch thread than on two contended ones (as
+    # the one_torch_thread fixture does in-process); on a busy machine, two threads spin for ages.
+    env["OMP_NUM_THREADS"] = "1"
     with mosquitto(folder) as broker, webhook_receiver() as hook, silent_receiver() as hung:
         mqtt = Subscriber(broker.port)
         try:
