@@ -193,6 +193,17 @@ def test_a_model_that_fails_to_load_is_reported_everywhere():
             assert closed.value.code == 1011
 
 
+def test_a_socket_opened_while_the_server_shuts_down_is_told_so():
+    """The model is ready but its scheduler has already stopped (the server is closing): a socket
+    that connects now gets `server_closing` in plain words, not a hang or a crash."""
+    with serve() as client:
+        wait_ready(client)
+        client.app.state.host.scheduler.close()  # the first step of shutting down
+        closing = {"type": "error", "seq": None, "code": "server_closing", "message": "The server is shutting down."}
+        with client.websocket_connect("/v1/stream") as ws:
+            assert recv(ws) == closing
+
+
 def test_a_backend_whose_generate_is_not_lazy_is_refused_at_startup():
     class Eager(FakeCaptioner):
         def generate(self, requests):
