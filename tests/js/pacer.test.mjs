@@ -243,3 +243,82 @@ test("stop then start resumes pacing", async (t) => {
   await clock.advance(0);
   assert.deepEqual(sent.at(-1), [2, 6000]);
 });
+
+test("a pacer never configured paces live", async (t) => {
+  const clock = new FakeClock(t);
+  const sent = [];
+  const p = new Pacer(async () => {
+    sent.push(clock.now);
+    return sent.length;
+  });
+  p.start();
+  await clock.advance(10_000);
+  assert.deepEqual(sent, [1000], "waits for the caption of its first frame");
+});
+
+test("a stopped pacer arms no timer, whatever it is told", async (t) => {
+  const clock = new FakeClock(t);
+  const { p, sent } = pacer(clock, {});
+  p.start();
+  await clock.advance(0);
+  p.stop();
+  p.configure({ mode: "interval", minGapMs: 0, intervalMs: 1000 });
+  p.done(1);
+  p.reset();
+  assert.equal(clock.timers.size, 0);
+  await clock.advance(10_000);
+  assert.equal(sent.length, 1);
+});
+
+test("stopped during a live send: nothing in flight, no retry armed", async (t) => {
+  const clock = new FakeClock(t);
+  for (const answer of [5, null]) {
+    let release;
+    const p = new Pacer(
+      () =>
+        new Promise((resolve) => {
+          release = resolve;
+        }),
+    );
+    p.configure({ mode: "live", minGapMs: 0, intervalMs: 1000 });
+    p.start();
+    await clock.advance(0);
+    p.stop();
+    release(answer);
+    await settle();
+    assert.equal(p.inFlight, null, `answer ${answer}`);
+    assert.equal(clock.timers.size, 0, `answer ${answer}`);
+  }
+});
+
+test("a reset during a send does not start a second one", async (t) => {
+  const clock = new FakeClock(t);
+  let calls = 0;
+  const p = new Pacer(() => {
+    calls += 1;
+    return new Promise(() => {}); // never answered: the send stays in progress
+  });
+  p.configure({ mode: "interval", minGapMs: 0, intervalMs: 1000 });
+  p.start();
+  await clock.advance(0);
+  p.reset(); // the connection dropped and came back mid-send
+  await clock.advance(5000);
+  assert.equal(calls, 1);
+});
+
+test("from live to interval, a frame still in flight does not hold the interval back", async (t) => {
+  const clock = new FakeClock(t);
+  clock.now = 500_000; // long after the page opened
+  const warnings = [];
+  t.mock.method(console, "warn", (message) => warnings.push(message));
+  const { p, sent } = pacer(clock, {});
+  p.start();
+  await clock.advance(0);
+  p.configure({ mode: "interval", minGapMs: 0, intervalMs: 1000 });
+  await clock.advance(2000);
+  assert.deepEqual(
+    sent.map(([, at]) => at),
+    [500_000, 501_000, 502_000],
+  );
+  assert.deepEqual(warnings, [], "frame 1 is not stalled: it left a second ago");
+});
