@@ -101,6 +101,37 @@ def test_tokens_stream_then_the_caption_with_its_timings():
     run(main)
 
 
+def test_a_captions_timings_split_its_time_between_waiting_and_the_model():
+    """Frame 1 waits while frame 0 of another stream is captioned (each word takes 10 ms): its
+    queue time ends when the model takes it, so queue and inference fit in its total."""
+    fake = FakeCaptioner(gated=True, token_delay=0.01)
+
+    async def main():
+        with scheduler_for(fake) as scheduler:
+            a, b = scheduler.open_stream(), scheduler.open_stream()
+            a.submit(frame(0, RED))
+            await until(lambda: fake.started == 1, "frame 0 to start")
+            b.submit(frame(1, BLUE))
+            fake.allow(2)
+            await next_caption(a)
+            t = (await next_caption(b))[0].timings
+            assert t.inference_ms >= 40  # four words of at least 10 ms each
+            assert t.queue_ms > 0 and t.queue_ms + t.inference_ms <= t.total_ms
+
+    run(main)
+
+
+def test_closing_a_stream_twice_is_harmless():
+    async def main():
+        with scheduler_for(FakeCaptioner()) as scheduler:
+            stream = scheduler.open_stream()
+            stream.close()
+            stream.close()
+            assert stream.closed and scheduler.stream_count == 0
+
+    run(main)
+
+
 class Recorder:
     """A SchedulerObserver that remembers what it was told; `fail` makes it raise every time."""
 

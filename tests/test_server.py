@@ -537,6 +537,15 @@ def test_a_config_sent_while_loading_sets_the_options_of_the_stream():
         gate.set()
 
 
+def test_a_frame_reaches_the_model_at_its_input_size():
+    fake = FakeCaptioner(input_size=32)
+    with serve(fake) as client, client.websocket_connect("/v1/stream") as ws:
+        recv(ws)
+        ws.send_bytes(pack(png(RED, size=(128, 96)), seq=1))
+        recv_until(ws, "caption")
+    assert fake.sizes == [(43, 32)]  # the short side scaled down to the model's input size
+
+
 def test_a_message_of_exactly_the_size_limit_is_a_frame():
     frame = pack(png(RED), seq=1)
     frame += b"\0" * (2048 - len(frame))  # after the PNG's end: the decoder stops before it
