@@ -62,6 +62,7 @@ class FakeCaptioner(Captioner):
             concurrency=concurrency,
         )
         self.seen: list[tuple[int, int, int]] = []
+        self.sizes: list[tuple[int, int]] = []  # the size of every frame it was given
         self.batches: list[int] = []
         self.closed_early = 0
         self.lock = threading.Lock()
@@ -103,6 +104,7 @@ class FakeCaptioner(Captioner):
         colours = [tuple(int(c) for c in ImageStat.Stat(image.convert("RGB")).mean) for image, _ in requests]
         with self.lock:
             self.seen.extend(colours)  # type: ignore[arg-type]
+            self.sizes.extend(image.size for image, _ in requests)
             self.batches.append(len(requests))
         texts = [f"colour {r} {g} {b}".split() for r, g, b in colours]
         finished = False

@@ -195,6 +195,28 @@ def test_the_gate_compares_with_the_frame_the_model_took():
     assert gate.check(_frame(7, same), options, now=1.0) is None
 
 
+def test_a_change_of_exactly_the_threshold_is_captioned():
+    """Below the threshold a frame is unchanged; a change of exactly the threshold is worth a caption."""
+    grey = Image.new("RGB", (64, 48), (100, 100, 100))
+    half = grey.copy()
+    ImageDraw.Draw(half).rectangle((0, 0, 31, 47), fill=(160, 160, 160))  # 50 % of the cells
+    gate = ChangeGate()
+    gate.remember(_frame(0, grey), taken_at=0.0)
+    assert gate.check(_frame(1, half), StreamOptions(change_threshold=50.0), now=1.0) is None
+    result = gate.check(_frame(2, half), StreamOptions(change_threshold=50.5), now=1.0)
+    assert result is not None and result[1] == 50.0
+
+
+def test_a_forced_caption_comes_after_any_max_unchanged_s_and_never_with_zero():
+    gate, still = ChangeGate(), shoot(render(BASE))
+    gate.remember(_frame(0, still), taken_at=100.0)
+    half_a_second = StreamOptions(max_unchanged_s=0.5)
+    assert gate.check(_frame(1, still), half_a_second, now=100.4) is not None
+    assert gate.check(_frame(2, still), half_a_second, now=100.5) is None  # forced
+    never = StreamOptions(max_unchanged_s=0)
+    assert gate.check(_frame(3, still), never, now=100_000.0) is not None
+
+
 def test_stream_options_are_checked():
     with pytest.raises(ValueError, match="change_threshold"):
         StreamOptions(change_threshold=-1)

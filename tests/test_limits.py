@@ -182,7 +182,7 @@ def test_one_stream_too_many_is_told_why_and_closed_with_1013():
                 assert recv(three)["type"] == "ready"
                 three.send_bytes(pack(png(RED), seq=0))
                 error = recv(three)
-                assert (error["type"], error["code"]) == ("error", "too_many_streams")
+                assert (error["type"], error["code"], error["seq"]) == ("error", "too_many_streams", 0)
                 assert "CAMCAP_MAX_STREAMS" in error["message"]
                 with pytest.raises(WebSocketDisconnect) as closed:
                     recv(three)

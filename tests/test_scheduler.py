@@ -101,6 +101,37 @@ def test_tokens_stream_then_the_caption_with_its_timings():
     run(main)
 
 
+def test_a_captions_timings_split_its_time_between_waiting_and_the_model():
+    """Frame 1 waits while frame 0 of another stream is captioned (each word takes 10 ms): its
+    queue time ends when the model takes it, so queue and inference fit in its total."""
+    fake = FakeCaptioner(gated=True, token_delay=0.01)
+
+    async def main():
+        with scheduler_for(fake) as scheduler:
+            a, b = scheduler.open_stream(), scheduler.open_stream()
+            a.submit(frame(0, RED))
+            await until(lambda: fake.started == 1, "frame 0 to start")
+            b.submit(frame(1, BLUE))
+            fake.allow(2)
+            await next_caption(a)
+            t = (await next_caption(b))[0].timings
+            assert t.inference_ms >= 40  # four words of at least 10 ms each
+            assert t.queue_ms > 0 and t.queue_ms + t.inference_ms <= t.total_ms
+
+    run(main)
+
+
+def test_closing_a_stream_twice_is_harmless():
+    async def main():
+        with scheduler_for(FakeCaptioner()) as scheduler:
+            stream = scheduler.open_stream()
+            stream.close()
+            stream.close()
+            assert stream.closed and scheduler.stream_count == 0
+
+    run(main)
+
+
 class Recorder:
     """A SchedulerObserver that remembers what it was told; `fail` makes it raise every time."""
 
@@ -450,6 +481,26 @@ def test_start_twice_is_an_error():
             scheduler.start()
     finally:
         scheduler.close()
+
+
+def test_closing_the_scheduler_after_a_clients_event_loop_ended_is_quiet():
+    """A client whose event loop ended without closing its stream (a crashed or stopped app) is
+    nobody to tell: the scheduler's close still stops the worker instead of raising."""
+    fake = FakeCaptioner()
+    scheduler = Scheduler(fake)
+    scheduler.start()
+
+    async def use_and_leave_open():
+        stream = scheduler.open_stream()
+        stream.submit(frame(0, RED))
+        await next_caption(stream)
+
+    try:
+        run(use_and_leave_open)  # its loop is closed now; the stream is still open
+        assert scheduler.stream_count == 1
+    finally:
+        scheduler.close()  # posts the closing notice to that stream: its closed loop refuses it
+    assert not scheduler.running
 
 
 def test_a_sink_receives_events_instead_of_the_queue():
@@ -814,6 +865,56 @@ def test_a_batch_shared_with_another_stream_is_not_cut_for_one_of_them():
     run(main)
 
 
+class HeldBatchReport:
+    """An observer that holds the worker in its first batch report until the test says `go`.
+
+    The report comes after a cut generation is stopped and before the cut frame is answered, so
+    the test can change the stream in between, as a client's frame arriving then would."""
+
+    def __init__(self) -> None:
+        self.reporting = threading.Event()
+        self.go = threading.Event()
+
+    def observe_event(self, event: StreamEvent) -> None:
+        pass
+
+    def observe_batch(self, size: int, seconds: float) -> None:
+        if not self.reporting.is_set():
+            self.reporting.set()
+            assert self.go.wait(WAIT), "the test never let the batch report go on"
+
+
+def test_a_cut_frame_is_answered_even_when_the_newer_frame_was_dropped_before_the_answer():
+    """The scene went back to the cut frame's (a frame answered unchanged dropped the newer one)
+    between the cut and its answer: the cut frame is still answered `superseded`, naming no frame."""
+    fake = FakeCaptioner(gated=True, words=50)
+    held = HeldBatchReport()
+
+    async def main():
+        with scheduler_for(fake, observer=held) as scheduler:
+            stream = scheduler.open_stream(options=CUT)
+            try:
+                stream.submit(shot(0, captured_at=1000.0))
+                await until(lambda: fake.started == 1, "frame 0 to start")
+                stream.submit(shot(1, MOVED, captured_at=1500.0))
+                fake.allow()
+                assert await asyncio.to_thread(held.reporting.wait, WAIT), "frame 0 was never cut"
+                stream.submit(shot(2, noise_seed=3, captured_at=1600.0))  # back to frame 0's scene
+            finally:
+                held.go.set()
+            events = [await next_event(stream)]
+            while not isinstance(events[-1], FrameError):
+                events.append(await next_event(stream))
+            unchanged = [e for e in events if isinstance(e, FrameUnchanged)]
+            assert [(e.seq, e.reference_seq) for e in unchanged] == [(2, 0)]
+            error = events[-1]
+            assert (error.seq, error.code) == (0, ErrorCode.SUPERSEDED)
+            assert error.message.startswith("Cut short after 1 tokens: a newer frame of this stream shows")
+            assert fake.closed_early == 1 and stream.cut_total == 1
+
+    run(main)
+
+
 # --- batching window -----------------------------------------------------------------------------
 
 
@@ -833,6 +934,27 @@ def test_a_batch_window_gathers_frames_of_streams_that_arrive_nearly_together():
             await next_caption(a)
             await next_caption(b)
             assert fake.batches == [2]
+
+    run(main)
+
+
+def test_a_batch_window_under_a_second_gathers_frames_too(monkeypatch):
+    """The server's default window is 50 ms. On a stopped clock a lone frame's wait never runs
+    out, so only the second stream's frame can end it: no timing involved."""
+    monkeypatch.setattr(scheduler_module, "monotonic", lambda: 1000.0)
+    fake = FakeCaptioner(max_batch=2)
+
+    async def main():
+        with scheduler_for(fake, batch_window_ms=50) as scheduler:
+            waits = watch_window_waits(scheduler)
+            a, b = scheduler.open_stream(), scheduler.open_stream()
+            a.submit(frame(0, RED))
+            await until(lambda: waits, "the worker to wait for b's frame")
+            b.submit(frame(0, BLUE))
+            await next_caption(a)
+            await next_caption(b)
+            assert fake.batches == [2]
+            assert waits[0] == pytest.approx(0.05)
 
     run(main)
 

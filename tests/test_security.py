@@ -346,6 +346,19 @@ def test_same_origin_under_any_allowed_address() -> None:
     assert client.post("/v1/caption", content=b"x", headers=headers).status_code == 403
 
 
+def test_same_origin_over_https_under_any_allowed_address() -> None:
+    # Served with TLS and opened as https://192.168.1.20:8443: the page's origin is https, so an
+    # http page under that address is another origin, refused over HTTP and WebSocket alike.
+    policy = AccessPolicy.for_bind("0.0.0.0", 8443, token=TOKEN, https=True, names=["localhost"])
+    client = client_for(policy, "https://192.168.1.20:8443")
+    headers = {"Authorization": f"Bearer {TOKEN}", "Origin": "https://192.168.1.20:8443"}
+    assert client.post("/v1/caption", content=b"x", headers=headers).status_code == 200
+    assert ws_echo(client, f"/v1/stream?token={TOKEN}", headers={"Origin": "https://192.168.1.20:8443"}) == "echo hi"
+    headers["Origin"] = "http://192.168.1.20:8443"
+    assert client.post("/v1/caption", content=b"x", headers=headers).status_code == 403
+    expect_ws_refused(client, f"/v1/stream?token={TOKEN}", headers={"Origin": "http://192.168.1.20:8443"})
+
+
 def test_allowed_extra_origin() -> None:
     policy = AccessPolicy.for_bind("127.0.0.1", 8000, token=TOKEN, extra_origins=["https://dash.example"])
     client = client_for(policy)

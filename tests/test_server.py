@@ -166,6 +166,9 @@ def test_while_the_model_loads_info_says_so_and_frames_are_refused():
                 ws.send_bytes(pack(jpeg(), seq=3))
                 error = recv(ws)
                 assert (error["type"], error["code"], error["seq"]) == ("error", "not_ready", 3)
+                assert error["message"] == (
+                    "The model is still loading; wait for the 'ready' event before sending frames."
+                )
                 gate.set()  # the model finishes loading: the waiting socket gets `ready`
                 assert recv(ws)["type"] == "ready"
                 ws.send_bytes(pack(jpeg(), seq=4))
@@ -191,6 +194,17 @@ def test_a_model_that_fails_to_load_is_reported_everywhere():
             with pytest.raises(WebSocketDisconnect) as closed:
                 recv(ws)
             assert closed.value.code == 1011
+
+
+def test_a_socket_opened_while_the_server_shuts_down_is_told_so():
+    """The model is ready but its scheduler has already stopped (the server is closing): a socket
+    that connects now gets `server_closing` in plain words, not a hang or a crash."""
+    with serve() as client:
+        wait_ready(client)
+        client.app.state.host.scheduler.close()  # the first step of shutting down
+        closing = {"type": "error", "seq": None, "code": "server_closing", "message": "The server is shutting down."}
+        with client.websocket_connect("/v1/stream") as ws:
+            assert recv(ws) == closing
 
 
 def test_a_backend_whose_generate_is_not_lazy_is_refused_at_startup():
@@ -304,6 +318,9 @@ def test_websocket_round_trip(client):
             "fake",
         )
         assert caption.timings.receive_ms is not None and caption.timings.tokens == 4
+        # The total counts from the frame's arrival: its decode, then its wait and the model.
+        t = caption.timings
+        assert t.image_decode_ms > 0 and t.total_ms >= t.image_decode_ms + t.inference_ms
 
 
 def test_config_changes_the_task_of_later_frames(client):
@@ -330,7 +347,13 @@ def test_bare_frames_get_sequence_numbers(client):
     ("send", "code", "words", "seq"),
     [
         (lambda ws: ws.send_text("{not json"), "bad_message", "not JSON", None),
-        (lambda ws: ws.send_text('{"type": "subscribe"}'), "bad_message", "Unknown message type 'subscribe'", None),
+        (
+            lambda ws: ws.send_text('{"type": "subscribe"}'),
+            "bad_message",
+            "Unknown message type 'subscribe'; the only text message is a config, e.g. "
+            '{"type": "config", "task": "query", "question": "What is on the table?"}. Frames are binary.',
+            None,
+        ),
         (lambda ws: ws.send_text('["config"]'), "bad_message", "Unknown message type None", None),
         (lambda ws: ws.send_text('{"type": "config", "task": "dance"}'), "bad_message", "task", None),
         (lambda ws: ws.send_text('{"type": "config", "task": "query"}'), "bad_message", "question", None),
@@ -374,6 +397,8 @@ def test_frames_over_the_pixel_limit_get_an_error_event():
         ws.send_bytes(pack(jpeg(size=(64, 48)), seq=2))
         error = recv(ws)
         assert (error["code"], error["seq"]) == ("frame_too_large", 2)
+        ws.send_bytes(pack(png(RED, size=(40, 25)), seq=3))  # 1000 pixels: the stream goes on
+        assert recv_until(ws, "caption")[0]["seq"] == 3
 
 
 def test_two_clients_share_the_model_and_both_get_their_captions(client, fake):
@@ -491,6 +516,46 @@ def test_the_server_setting_can_turn_gating_off():
         for seq in (1, 2):
             ws.send_bytes(pack(png(RED), seq=seq))
             assert recv_until(ws, "caption")[0]["seq"] == seq
+
+
+def test_a_config_sent_while_loading_sets_the_options_of_the_stream():
+    """The server gates nothing (threshold 0); a page asks for gating before the model is ready.
+    Its stream, opened once the model is, must use the page's threshold."""
+    gate = threading.Event()
+    try:
+        fake = FakeCaptioner(setup_gate=gate)
+        with serve(fake, change_threshold=0) as client, client.websocket_connect("/v1/stream") as ws:
+            ws.send_text(json.dumps({"type": "config", "task": "caption", "change_threshold": 5}))
+            gate.set()
+            assert recv(ws)["type"] == "ready"
+            ws.send_bytes(pack(png(RED), seq=1))
+            assert recv_until(ws, "caption")[0]["seq"] == 1
+            ws.send_bytes(pack(png(RED), seq=2))
+            unchanged = recv(ws)
+            assert (unchanged["type"], unchanged["seq"]) == ("unchanged", 2)
+    finally:
+        gate.set()
+
+
+def test_a_frame_reaches_the_model_at_its_input_size():
+    fake = FakeCaptioner(input_size=32)
+    with serve(fake) as client, client.websocket_connect("/v1/stream") as ws:
+        recv(ws)
+        ws.send_bytes(pack(png(RED, size=(128, 96)), seq=1))
+        recv_until(ws, "caption")
+    assert fake.sizes == [(43, 32)]  # the short side scaled down to the model's input size
+
+
+def test_a_message_of_exactly_the_size_limit_is_a_frame():
+    frame = pack(png(RED), seq=1)
+    frame += b"\0" * (2048 - len(frame))  # after the PNG's end: the decoder stops before it
+    with serve(max_ws_message_bytes=2048) as client, client.websocket_connect("/v1/stream") as ws:
+        recv(ws)
+        ws.send_bytes(frame)
+        assert recv_until(ws, "caption")[0]["seq"] == 1
+        ws.send_bytes(frame + b"\0")
+        error = recv(ws)
+        assert (error["code"], error["seq"]) == ("message_too_large", None)
 
 
 def test_a_stream_that_asks_for_the_stale_cut_gets_superseded_errors():
