@@ -10,7 +10,6 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 
@@ -20,6 +19,7 @@ from tests.cameras import MjpegCamera
 from tests.content import named, shown
 from tests.live_server import free_port
 from tests.test_live_sources import Watch
+from tests.videos import make_video
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
@@ -38,22 +38,8 @@ TRUTHS: list[Truth] = [truth for _, truth in DRAWN]
 
 def scene_video(path: Path, fps: int = 10) -> Path:
     """An H.264 clip of SCENES, SECONDS_EACH each: scene i is on screen from i * SECONDS_EACH."""
-    container = av.open(str(path), "w")
-    stream = container.add_stream("libx264", rate=fps)
-    stream.width, stream.height = SIZE
-    stream.pix_fmt = "yuv420p"
-    stream.codec_context.options = {"preset": "ultrafast"}
-    per_scene = round(SECONDS_EACH * fps)
-    for index in range(per_scene * len(SCENES)):
-        picture = np.asarray(DRAWN[index // per_scene][0].convert("RGB"))
-        frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
-        frame.pts = index
-        for packet in stream.encode(frame):
-            container.mux(packet)
-    for packet in stream.encode():
-        container.mux(packet)
-    container.close()
-    return path
+    pictures = [(np.asarray(image.convert("RGB")), SECONDS_EACH) for image, _ in DRAWN]
+    return make_video(path, pictures, fps=fps, size=SIZE)
 
 
 def scene_at(t: float) -> set[tuple[str, ...]]:

@@ -36,7 +36,7 @@ def scene(colour: tuple[int, int, int], shape: str, size: tuple[int, int]) -> np
 
 def make_video(
     path: Path,
-    scenes: Sequence[tuple[tuple[tuple[int, int, int], str], float]],
+    scenes: Sequence[tuple[tuple[tuple[int, int, int], str] | np.ndarray, float]],
     *,
     fps: int = 10,
     size: tuple[int, int] = (160, 120),
@@ -46,6 +46,8 @@ def make_video(
     faststart: bool = False,
 ) -> Path:
     """An H.264 (VP8 in WebM) video of `scenes` ((colour, shape), seconds), in the container `path`'s suffix names.
+
+    A scene may also be a ready picture (an RGB array of `size`), e.g. a `demo:shapes` scene.
 
     `frame_times`: explicit presentation times in seconds (a variable frame rate); each frame shows
     the scene whose span holds its time. `rotation`: a display matrix turning the picture
@@ -67,7 +69,7 @@ def make_video(
         frame_times = [index / fps for index in range(round(ends[-1] * fps))]
     else:
         stream.codec_context.time_base = Fraction(1, 1000)
-    pictures = [scene(*look, size) for look, _ in scenes]
+    pictures = [look if isinstance(look, np.ndarray) else scene(*look, size) for look, _ in scenes]
     for index, t in enumerate(frame_times):
         which = min(int(np.searchsorted(ends, t, side="right")), len(pictures) - 1)
         frame = av.VideoFrame.from_ndarray(pictures[which], format="rgb24")
