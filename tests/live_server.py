@@ -4,8 +4,10 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
+from collections.abc import Callable
 
 
 def free_port() -> int:
@@ -23,3 +25,17 @@ def stop_process(process: subprocess.Popen, timeout: float = 30) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=10)
+
+
+def sigint_reaches_child() -> Callable[[], None] | None:
+    """A `preexec_fn` for a subprocess a test will send Ctrl+C (SIGINT) to.
+
+    A shell's background job (`... &`, nohup) runs with SIGINT ignored, and a child inherits that
+    through exec, so the signal would do nothing. Only then is the default restored in the child;
+    otherwise no preexec_fn, which is not thread-safe.
+    """
+    return _default_sigint if signal.getsignal(signal.SIGINT) is signal.SIG_IGN else None
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -21,6 +21,7 @@ import webvtt
 from PIL import Image
 
 from camcap.cli import main
+from tests.live_server import sigint_reaches_child
 from tests.videos import BLUE_BAR, GREEN_CIRCLE, RED_SQUARE, THREE_SCENES, make_video
 
 MODEL = "random:blip-tiny"
@@ -134,6 +135,7 @@ def test_ctrl_c_keeps_the_cues_done_and_says_so(subprocess_env, tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=sigint_reaches_child(),  # Ctrl+C must reach it, even from a background job
     )
     try:
         _wait_for_cues(tmp_path, 2, process)

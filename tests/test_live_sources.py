@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import queue
-import signal
 import subprocess
 import sys
 import threading
@@ -25,7 +24,7 @@ from camcap.sources.live import LiveSource
 from camcap.sources.reader import ReaderOptions, SourceChange, SourceReader, SourceState
 from camcap.sources.spec import parse_source
 from tests.cameras import MjpegCamera, RtspCamera
-from tests.live_server import free_port
+from tests.live_server import free_port, sigint_reaches_child
 from tests.videos import THREE_SCENES, make_video
 
 MODEL = "random:blip-tiny"
@@ -220,10 +219,6 @@ def test_a_file_without_loop_ends(tmp_path):
 # --- a real RTSP server and the real `camcap watch` ----------------------------------------------
 
 
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 class Watch:
     """`camcap watch` as a subprocess, its stdout and stderr lines gathered as they come."""
 
@@ -234,9 +229,7 @@ class Watch:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            # Ctrl+C must reach it even when the tests run as a shell's background job, which ignores
-            # SIGINT (inherited through exec); otherwise no preexec_fn, which is not thread-safe.
-            preexec_fn=_default_sigint if signal.getsignal(signal.SIGINT) is signal.SIG_IGN else None,
+            preexec_fn=sigint_reaches_child(),  # Ctrl+C must reach it, even from a background job
         )
         self.lines: queue.Queue[tuple[str, str]] = queue.Queue()
         self.out: list[str] = []
