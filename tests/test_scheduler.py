@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,7 +25,7 @@ from camcap.engine.events import Frame, FrameCaption, FrameError, FrameUnchanged
 from camcap.engine.options import StreamOptions
 from camcap.engine.scheduler import Scheduler, Stream
 from camcap.errors import CamcapError, UnsupportedTaskError
-from camcap.models.base import Task
+from camcap.models.base import Caption, Task
 from camcap.server.messages import ErrorCode
 from tests.fakes import FakeCaptioner
 from tests.test_gating import BASE, Scene, render, shoot
@@ -138,6 +139,7 @@ class Recorder:
     def __init__(self, fail: bool = False) -> None:
         self.events: list[StreamEvent] = []
         self.batches: list[int] = []
+        self.seconds: list[float] = []
         self.fail = fail
 
     def observe_event(self, event: StreamEvent) -> None:
@@ -148,6 +150,7 @@ class Recorder:
     def observe_batch(self, size: int, seconds: float) -> None:
         assert seconds >= 0
         self.batches.append(size)
+        self.seconds.append(seconds)
         if self.fail:
             raise RuntimeError("a bug in the metrics")
 
@@ -159,6 +162,7 @@ def test_the_observer_is_told_every_delivered_event_and_every_batch():
     async def main():
         with scheduler_for(fake, observer=recorder, batch_window_ms=30_000) as scheduler:
             a, b = scheduler.open_stream(), scheduler.open_stream()
+            began = time.perf_counter()
             a.submit(frame(0, RED))
             b.submit(frame(0, BLUE))
             first, _ = await next_caption(a)
@@ -166,6 +170,10 @@ def test_the_observer_is_told_every_delivered_event_and_every_batch():
             # The batch is reported after its captions are delivered: wait for the report.
             await until(lambda: recorder.batches != [], "the batch to be reported")
             assert recorder.batches == [2]
+            # The batch's seconds run from the model's start to its end: within what the test saw,
+            # and at least the model time the captions report.
+            model_ms = max(first.timings.inference_ms, second.timings.inference_ms)
+            assert model_ms <= recorder.seconds[0] * 1000 <= (time.perf_counter() - began) * 1000
             assert [e for e in recorder.events if isinstance(e, FrameCaption)] == [first, second]
             assert sum(isinstance(e, TokenDelta) for e in recorder.events) == 8
 
@@ -316,6 +324,54 @@ def test_closing_a_stream_mid_caption_cancels_the_generation_and_frees_the_frame
                 events.append(stream.events.get_nowait())
             assert not any(isinstance(e, FrameCaption) for e in events)
             assert len(events) < 2000
+
+    run(main)
+
+
+def test_a_batch_abandoned_by_its_only_stream_is_still_reported_to_the_observer():
+    """Metrics count the model's time even when nobody waited for the caption."""
+    recorder = Recorder()
+    fake = FakeCaptioner(token_delay=0.005, words=2000)
+
+    async def main():
+        with scheduler_for(fake, observer=recorder) as scheduler:
+            stream = scheduler.open_stream()
+            stream.submit(frame(0, RED))
+            assert isinstance(await next_event(stream), TokenDelta)
+            stream.close()
+            await until(lambda: recorder.batches == [1], "the abandoned batch to be reported")
+            assert fake.closed_early == 1
+
+    run(main)
+
+
+class CaptionlessCaptioner(FakeCaptioner):
+    """A buggy backend: it streams every item's tokens but never yields a Caption for item 0."""
+
+    def generate(self, requests):
+        events = super().generate(requests)
+        return (e for e in events if not (isinstance(e, Caption) and e.index == 0))
+
+
+def test_a_frame_the_backend_ended_without_captioning_gets_an_error_and_is_not_a_reference():
+    fake = CaptionlessCaptioner()
+
+    async def main():
+        with scheduler_for(fake) as scheduler:
+            stream = scheduler.open_stream()
+            stream.submit(shot(0))
+            event = await next_event(stream)
+            while isinstance(event, TokenDelta):
+                event = await next_event(stream)
+            assert isinstance(event, FrameError) and (event.seq, event.code) == (0, ErrorCode.MODEL_ERROR)
+            assert event.message == (
+                "The fake backend ended without a caption for this frame; this is a bug in the backend."
+            )
+            # No caption describes frame 0, so the same scene again goes to the model, not `unchanged`.
+            stream.submit(shot(1))
+            event = await next_event(stream)
+            assert isinstance(event, TokenDelta) and event.seq == 1
+            assert fake.started == 2
 
     run(main)
 
@@ -731,6 +787,30 @@ def test_each_cut_is_counted_and_a_stream_can_be_cut_again_after_a_caption():
                 assert caption.seq == first + 1
                 assert [(e.seq, e.code) for e in errors] == [(first, ErrorCode.SUPERSEDED)]
             assert stream.cut_total == 2 and fake.closed_early == 2
+
+    run(main)
+
+
+def test_a_cut_says_how_many_tokens_the_cut_caption_had_streamed():
+    """The superseded message counts every token the stream was sent of the cut frame, not just
+    the first: the newer frame arrives only after several tokens were on screen."""
+    fake = FakeCaptioner(token_delay=0.01, words=2000)
+
+    async def main():
+        with scheduler_for(fake) as scheduler:
+            stream = scheduler.open_stream(options=CUT)
+            stream.submit(shot(0, captured_at=1000.0))
+            tokens = 0
+            while tokens < 3:
+                event = await next_event(stream)
+                assert isinstance(event, TokenDelta)
+                tokens += 1
+            stream.submit(shot(1, MOVED, captured_at=1500.0))
+            while isinstance(event := await next_event(stream), TokenDelta):
+                tokens += 1  # written before the worker saw the newer frame
+            assert isinstance(event, FrameError) and (event.seq, event.code) == (0, ErrorCode.SUPERSEDED)
+            assert event.message.startswith(f"Cut short after {tokens} tokens: frame 1 of this stream")
+            assert isinstance(event := await next_event(stream), TokenDelta) and event.seq == 1
 
     run(main)
 
