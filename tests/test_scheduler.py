@@ -481,6 +481,72 @@ def test_a_model_failure_is_reported_and_the_worker_carries_on():
     run(main)
 
 
+class EagerFailure(FakeCaptioner):
+    """A backend whose `generate` itself raises (before returning any iterator)."""
+
+    def generate(self, requests):
+        raise CamcapError("The model file is damaged: run `camcap pull` again.")
+
+
+def test_a_backend_failing_before_its_first_event_is_reported_and_its_batch_counted(caplog):
+    recorder = Recorder()
+
+    async def main():
+        with scheduler_for(EagerFailure(), observer=recorder) as scheduler:
+            stream = scheduler.open_stream()
+            stream.submit(frame(5, RED))
+            error = await next_event(stream)
+            assert isinstance(error, FrameError) and (error.seq, error.code) == (5, ErrorCode.MODEL_ERROR)
+            await until(lambda: recorder.batches == [1], "the failed batch to be reported")
+
+    run(main)
+    assert "Bug in the scheduler" not in caplog.text
+
+
+class ClosableStream:
+    """A backend's event iterator that is not a generator: closing it is what stops the model
+    (as a thread-backed streamer or an HTTP response would), and nothing closes it by itself."""
+
+    def __init__(self, events: Iterator) -> None:
+        self.events = events
+        self.closed = threading.Event()
+
+    def __iter__(self) -> ClosableStream:
+        return self
+
+    def __next__(self):
+        return next(self.events)
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+class ClosableCaptioner(FakeCaptioner):
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.iterators: list[ClosableStream] = []
+
+    def generate(self, requests):
+        iterator = ClosableStream(super().generate(requests))
+        self.iterators.append(iterator)
+        return iterator
+
+
+def test_the_backends_iterator_is_closed_when_its_stream_closes_mid_caption():
+    fake = ClosableCaptioner(token_delay=0.005, words=2000)
+
+    async def main():
+        with scheduler_for(fake) as scheduler:
+            stream = scheduler.open_stream()
+            stream.submit(frame(0, RED))
+            assert isinstance(await next_event(stream), TokenDelta)
+            stream.close()
+            closed = fake.iterators[0].closed
+            assert await asyncio.to_thread(closed.wait, WAIT), "the generation was never closed"
+
+    run(main)
+
+
 @pytest.mark.parametrize(
     ("failure", "code"),
     [
@@ -519,11 +585,14 @@ def test_close_cancels_the_caption_in_progress_and_stops_the_worker():
         while isinstance(event, TokenDelta):  # tokens written before the close
             event = await next_event(stream)
         assert isinstance(event, FrameError) and event.code is ErrorCode.SERVER_CLOSING
+        assert (event.seq, event.message) == (None, "The server is shutting down; reconnect later.")
         stream.submit(frame(1, RED))  # refused politely: the stream's owner hears why
         error = await next_event(stream)
         assert isinstance(error, FrameError) and (error.seq, error.code) == (1, ErrorCode.SERVER_CLOSING)
-        with pytest.raises(RuntimeError, match="closed"):
+        assert error.message == "The server is shutting down."
+        with pytest.raises(RuntimeError) as refused:
             scheduler.open_stream()
+        assert str(refused.value) == "The scheduler is closed; no new stream can be opened."
 
     run(main)
     assert not [t for t in threading.enumerate() if t.name == "camcap-model-worker"]
@@ -533,10 +602,45 @@ def test_start_twice_is_an_error():
     scheduler = Scheduler(FakeCaptioner())
     scheduler.start()
     try:
-        with pytest.raises(RuntimeError, match="already started"):
+        with pytest.raises(RuntimeError) as error:
             scheduler.start()
+        assert str(error.value) == "The scheduler is already started; call start() once."
     finally:
         scheduler.close()
+
+
+@pytest.mark.parametrize(
+    ("concurrency", "names"),
+    [(1, ["camcap-model-worker"]), (2, ["camcap-model-worker-0", "camcap-model-worker-1"])],
+)
+def test_the_worker_threads_are_named_for_camcap(concurrency, names):
+    """Named so that a stack dump (py-spy, faulthandler) or a thread-aware log shows the model's threads."""
+    scheduler = Scheduler(FakeCaptioner(concurrency=concurrency))
+    scheduler.start()
+    try:
+        assert sorted(t.name for t in threading.enumerate() if t.name.startswith("camcap-model-worker")) == names
+    finally:
+        scheduler.close()
+
+
+def test_close_gives_up_on_a_hung_model_after_its_timeout(caplog):
+    """A model step that never ends must not hang the server's shutdown: close() waits `timeout`
+    seconds, warns, and returns while the worker is still stuck."""
+    fake = FakeCaptioner(gated=True)
+
+    async def main():
+        scheduler = Scheduler(fake)
+        scheduler.start()
+        stream = scheduler.open_stream()
+        stream.submit(frame(0, RED))
+        await until(lambda: fake.started == 1, "the model to start (and hang at its gate)")
+        await asyncio.to_thread(scheduler.close, 0.05)
+        assert scheduler.running  # still stuck in the model: close() did not wait for it
+        fake.allow()  # unstick it, so the test leaves no thread behind
+        await until(lambda: not scheduler.running, "the worker to end once the model returns")
+
+    run(main)
+    assert "The model worker did not stop within 0 s" in caplog.text
 
 
 def test_closing_the_scheduler_after_a_clients_event_loop_ended_is_quiet():
@@ -626,10 +730,12 @@ def test_a_frame_of_the_same_scene_is_answered_unchanged_without_the_model(again
             stream.submit(shot(1, captured_at=200.0, **again))
             unchanged = await expect_unchanged(stream, 1, reference=0)
             assert unchanged.captured_at == 200.0 and 0 <= unchanged.difference < StreamOptions().change_threshold
-            stream.submit(shot(2, MOVED))
+            stream.submit(shot(2, captured_at=300.0, **again))
+            await expect_unchanged(stream, 2, reference=0)
+            stream.submit(shot(3, MOVED))
             caption, _ = await next_caption(stream)
-            assert (caption.seq, caption.unchanged, caption.skipped) == (2, 1, 0)
-            assert len(fake.seen) == 2 and stream.unchanged_total == 1
+            assert (caption.seq, caption.unchanged, caption.skipped) == (3, 2, 0)  # both, counted once each
+            assert len(fake.seen) == 2 and stream.unchanged_total == 2
 
     run(main)
 
