@@ -202,6 +202,20 @@ def wait_for(page: Any, condition: Callable[[], Any], what: str, timeout_s: floa
     pytest.fail(f"Timed out after {timeout_s} s waiting for {what}.")
 
 
+def finished_caption(page: Any, timeout_s: float = 30) -> dict[str, Any]:
+    """The overlay's caption once it is finished, read in one go: its frame `seq`, its `text` and
+    what the ARIA live region says (`live`). Between captions the overlay shows a growing one."""
+    snapshot = """() => {
+        const box = document.getElementById("caption");
+        return box.dataset.streaming === "false" && {
+            seq: Number(box.dataset.seq),
+            text: document.getElementById("caption-text").textContent,
+            live: document.getElementById("caption-live").textContent,
+        };
+    }"""
+    return wait_for(page, lambda: page.evaluate(snapshot), "a finished caption in the overlay", timeout_s=timeout_s)
+
+
 def artifact(name: str) -> Path:
     """A path under test-artifacts/ (gitignored): screenshots and files kept for a person to look at."""
     ARTIFACTS.mkdir(exist_ok=True)

@@ -14,11 +14,7 @@ import itertools
 import json
 import re
 import struct
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,15 +24,15 @@ from PIL import Image
 
 from camcap.server.messages import FRAME_MAGIC, InfoResponse, LimitsOut
 from tests.fake_camera import HEIGHT, WIDTH, NotAClipFrame, decode_frame, write_y4m
-from tests.live_server import free_port, stop_process
 from tests.page_browser import (
     ARTIFACTS,
-    CAPTIONS_TIMEOUT_S,
     UI_TIMEOUT_MS,
     Server,
-    _wait_until_ready,
     find_chromium,
+    finished_caption,
     launch_chromium,
+    serve,
+    wait_for,
 )
 
 pytestmark = pytest.mark.browser
@@ -47,31 +43,8 @@ SLOW_TOKENS = 200  # random:blip-tiny writes 20 tokens in tens of ms: less than 
 
 
 # --- the server --------------------------------------------------------------------------------
-# Server, its readiness wait, the Chromium flags and the time bounds are shared with the page
-# tests (tests/page_browser.py).
-
-
-@contextmanager
-def serving(subprocess_env: dict[str, str], log_dir: Path, tokens: int) -> Iterator[Server]:
-    """A real `camcap serve` on a free port whose captions are exactly `tokens` long."""
-    port = free_port()
-    log_path = log_dir / "serve.log"
-    command = [
-        sys.executable, "-m", "camcap", "serve",
-        "--model", MODEL, "--device", "cpu",
-        "--host", "127.0.0.1", "--port", str(port), "--no-open",
-    ]  # fmt: skip
-    # min == max new tokens: every caption has words to stream, and takes as long as the last.
-    # Set through the environment (Settings reads CAMCAP_*).
-    env = {**subprocess_env, "CAMCAP_MAX_NEW_TOKENS": str(tokens), "CAMCAP_MIN_NEW_TOKENS": str(tokens)}
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    server = Server(url=f"http://127.0.0.1:{port}/", process=process, log_path=log_path)
-    try:
-        _wait_until_ready(server)
-        yield server
-    finally:
-        stop_process(process, timeout=15)
+# `serve` (a real `camcap serve` with fixed-length captions), the Chromium flags and the time
+# bounds are shared with the page tests (tests/page_browser.py).
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +53,7 @@ def camcap_server(
 ) -> Iterator[Server]:
     """The `camcap serve` most tests share. Asks for `chromium_path` first, so that without a
     browser the tests skip before paying for a server start. Short captions keep it quick on CPU."""
-    with serving(subprocess_env, tmp_path_factory.mktemp("serve"), TOKENS) as server:
+    with serve(subprocess_env, tmp_path_factory.mktemp("serve"), tokens=TOKENS) as server:
         yield server
 
 
@@ -90,7 +63,7 @@ def slow_server(
 ) -> Iterator[Server]:
     """A server whose captions take SLOW_TOKENS generation steps: long enough, once its first
     token is out, for two more frames to reach it while the model is busy."""
-    with serving(subprocess_env, tmp_path_factory.mktemp("serve-slow"), SLOW_TOKENS) as server:
+    with serve(subprocess_env, tmp_path_factory.mktemp("serve-slow"), tokens=SLOW_TOKENS) as server:
         yield server
 
 
@@ -188,17 +161,6 @@ class Wire:
         """The events received before `event` (compared by value)."""
         events = self.events()
         return events[: events.index(event)]
-
-
-def wait_for(page: Any, condition: Callable[[], Any], what: str, timeout_s: float = CAPTIONS_TIMEOUT_S) -> Any:
-    """Poll `condition` while letting Playwright deliver events; fail naming `what` on timeout."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        page.wait_for_timeout(200)
-    pytest.fail(f"Timed out after {timeout_s} s waiting for {what}.")
 
 
 def expected_size(input_size: int) -> tuple[int, int]:
@@ -315,15 +277,7 @@ def test_live_captions_of_the_fake_camera(camcap_server: Server, page: Any, page
 
     # What the page shows is a caption the server sent for one of those frames. Read in one go
     # while the overlay holds a finished caption (between captions it shows a growing one).
-    snapshot = """() => {
-        const box = document.getElementById("caption");
-        return box.dataset.streaming === "false" && {
-            seq: Number(box.dataset.seq),
-            text: document.getElementById("caption-text").textContent,
-            live: document.getElementById("caption-live").textContent,
-        };
-    }"""
-    shown = wait_for(page, lambda: page.evaluate(snapshot), "a finished caption in the overlay", timeout_s=30)
+    shown = finished_caption(page)
     final_texts = wait_for(
         page,
         lambda: {e["seq"]: e["text"] for e in wire.events("caption") if e["seq"] == shown["seq"]},

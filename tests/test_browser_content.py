@@ -11,7 +11,6 @@ judged by content), and the overlay and its ARIA live region read the same words
 from __future__ import annotations
 
 import itertools
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,17 +21,13 @@ from PIL import Image
 
 from camcap.models.demo.scenes import SceneSpec, ShapeSpec, Truth, draw_scene
 from tests.content import named, shown
-from tests.live_server import free_port, stop_process
-from tests.page_browser import launch_chromium
-from tests.test_browser import (  # the page, the server and wire helpers of the browser tests
-    Server,
+from tests.page_browser import Server, finished_caption, launch_chromium, serve, wait_for
+from tests.test_browser import (  # the page and wire helpers of the browser tests
     Wire,
-    _wait_until_ready,
     chromium_path,  # noqa: F401  (a fixture)
     page,  # noqa: F401  (a fixture)
     page_errors,  # noqa: F401  (a fixture)
     save_artifact,
-    wait_for,
 )
 
 pytestmark = pytest.mark.browser
@@ -85,23 +80,8 @@ def chromium(chromium_path: str, scenes: list[tuple[Image.Image, Truth]], tmp_pa
 
 @pytest.fixture(scope="module")
 def demo_server(chromium_path: str, subprocess_env: dict[str, str], tmp_path_factory: Any) -> Iterator[Server]:  # noqa: F811
-    import subprocess
-
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("serve") / "serve.log"
-    command = [
-        sys.executable, "-m", "camcap", "serve", "--model", MODEL, "--device", "cpu",
-        "--host", "127.0.0.1", "--port", str(port), "--no-open",
-    ]  # fmt: skip
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, env=subprocess_env, stdout=log, stderr=subprocess.STDOUT)
-    server = Server(url=f"http://127.0.0.1:{port}/", process=process, log_path=log_path)
-    try:
-        _wait_until_ready(server)
+    with serve(subprocess_env, tmp_path_factory.mktemp("serve"), tokens=None, model=MODEL) as server:
         yield server
-    finally:
-        stop_process(process, timeout=15)
-
 
 
 def which_scene(image: Image.Image, scenes: list[tuple[Image.Image, Truth]]) -> int:
@@ -170,15 +150,7 @@ def test_every_caption_names_the_scene_its_frame_showed(
     assert seqs == sorted(seqs), f"Captions arrived out of frame order: {seqs}"
 
     # The overlay and its ARIA live region read the words of a caption of the scene on screen.
-    snapshot = """() => {
-        const box = document.getElementById("caption");
-        return box.dataset.streaming === "false" && {
-            seq: Number(box.dataset.seq),
-            text: document.getElementById("caption-text").textContent,
-            live: document.getElementById("caption-live").textContent,
-        };
-    }"""
-    on_screen = wait_for(page, lambda: page.evaluate(snapshot), "a finished caption in the overlay", timeout_s=30)
+    on_screen = finished_caption(page)
     wait_for(page, lambda: on_screen["seq"] in {*scenes_captioned(), *scene_of}, "its event")
     assert on_screen["live"] == on_screen["text"]
     truth = scenes[scene_of[on_screen["seq"]]][1]

@@ -1,6 +1,7 @@
 """Test videos made at test time with PyAV: scenes of simple coloured shapes changing at known times.
 
-(Content checks with the trained `demo:shapes` model will draw its scenes instead, once it lands.)
+Tests that check what a caption says draw `demo:shapes` scenes (camcap/models/demo/scenes.py) and
+pass the pictures to `make_video`; the plain scenes here are for timing and change detection.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ Measured costs are in docs/alerts.md (`python -m camcap.alerts.cost`).
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from camcap.alerts.engine import AlertEngine
 from camcap.engine.events import Frame, FrameCaption, FrameError, FrameUnchanged, StreamEvent
@@ -94,8 +95,6 @@ class QuestionAsker:
         # last answer, see AlertEngine.repeat_answer), but never a stale cut: a question is short.
         options = self.scheduler.stream_options
         if options.cut_stale:
-            from dataclasses import replace
-
             options = replace(options, cut_stale=False)
         return self.scheduler.open_stream(sink=lambda event: self._answered(rule, camera, event), options=options)
 
