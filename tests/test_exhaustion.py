@@ -28,6 +28,7 @@ from websockets.sync.client import connect
 from camcap.config import Settings
 from camcap.engine.frames import DecodeBudget
 from camcap.server.app import create_app, uvicorn_options
+from camcap.server.limits import StreamSlot
 from camcap.server.threaded import serve_in_thread
 from tests.fakes import FakeCaptioner
 from tests.live_server import free_port, stop_process
@@ -78,7 +79,18 @@ def test_a_stream_that_stops_sending_gives_its_slot_back():
             assert closed.value.code == 1013
 
 
-def test_a_frame_being_captioned_keeps_its_slot_however_long_it_takes():
+def test_a_frame_being_captioned_keeps_its_slot_however_long_it_takes(monkeypatch):
+    """The model holds the stream's frame for several idle periods: each time the slot keeper
+    looks, it finds a frame in flight (not an idle stream), and the slot stays taken."""
+    looks: list[float | None] = []  # what the keeper saw each time: seconds idle, or None (in flight)
+    idle_for = StreamSlot.idle_for
+
+    def watched_idle_for(self: StreamSlot) -> float | None:
+        idle = idle_for(self)
+        looks.append(idle)
+        return idle
+
+    monkeypatch.setattr(StreamSlot, "idle_for", watched_idle_for)
     fake = FakeCaptioner(gated=True)
     with serve(fake, max_streams=1, stream_idle_s=0.1) as client:
         wait_ready(client)
@@ -87,8 +99,12 @@ def test_a_frame_being_captioned_keeps_its_slot_however_long_it_takes():
             recv(ws)
             ws.send_bytes(pack(png(), seq=1))
             wait_for(lambda: len(fake.seen) == 1, "the model to take the frame")
-            time.sleep(0.5)  # several idle periods pass while the model is busy with this stream's frame
+            before = len(looks)
+            # The keeper looks again a whole idle period after each look that found a frame in
+            # flight: three more looks span more than stream_idle_s while the model is busy.
+            wait_for(lambda: len(looks) >= before + 3 or slots.in_use == 0, "three more looks by the slot keeper")
             assert slots.in_use == 1
+            assert set(looks[before:]) == {None}
             fake.allow()
             assert recv_until(ws, "caption")[0]["seq"] == 1
 

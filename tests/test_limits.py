@@ -20,12 +20,13 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from camcap.config import Settings
+from camcap.engine.frames import DecodeBudget
 from camcap.models.base import Task
 from camcap.server import websocket as ws_module
 from camcap.server.limits import BodySizeLimitMiddleware, FrameRate, StreamLimits, StreamSlots, task_text_problem
 from camcap.server.session import Session
 from tests.fakes import FakeCaptioner
-from tests.test_server import RED, jpeg, pack, png, recv, recv_until, serve, wait_ready
+from tests.test_server import RED, jpeg, pack, png, recv, recv_until, serve, wait_for, wait_ready
 
 # --- FrameRate ------------------------------------------------------------------------------------
 
@@ -382,6 +383,39 @@ def test_limits_are_checked_before_any_frame_is_decoded(monkeypatch):
             ws.send_bytes(b"\0" * 4096)
             assert recv(ws)["code"] == "message_too_large"
     assert calls == []
+
+
+class WatchedBudget(DecodeBudget):
+    """The server's decode budget, recording the pixels each decode asks it for."""
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__(capacity)
+        self.asked: list[int] = []
+
+    async def acquire(self, pixels: int) -> int:
+        self.asked.append(pixels)
+        return await super().acquire(pixels)
+
+
+def test_a_streams_frames_wait_for_the_servers_decode_budget(monkeypatch):
+    """Other clients' large frames hold the whole decode budget: a stream's frame waits for its
+    pixels before it is decoded, and is captioned once they are given back."""
+    monkeypatch.setattr("camcap.server.app.DecodeBudget", WatchedBudget)
+    fake = FakeCaptioner()
+    with serve(fake) as client:
+        wait_ready(client)
+        budget = client.app.state.decode_budget  # type: ignore[attr-defined]
+        # Taken on the server's event loop, as the decodes of other clients take it.
+        held = client.portal.call(budget.acquire, budget.capacity)  # type: ignore[union-attr]
+        with client.websocket_connect("/v1/stream") as ws:
+            recv(ws)
+            ws.send_bytes(pack(png(RED, size=(64, 48)), seq=1))
+            wait_for(lambda: len(budget.asked) == 2, "the frame to ask the decode budget for its pixels")
+            assert budget.asked[1] == 64 * 48
+            assert fake.seen == []  # it waits: all the pixels are taken
+            client.portal.call(budget.release, held)  # type: ignore[union-attr]
+            assert recv_until(ws, "caption")[0]["seq"] == 1
+        assert budget.in_use == 0
 
 
 def test_defaults_are_sane():

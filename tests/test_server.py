@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -23,9 +24,11 @@ from starlette.websockets import WebSocketDisconnect
 
 from camcap import __version__
 from camcap.config import Settings
+from camcap.engine import timing
 from camcap.errors import ModelNotAvailableError
 from camcap.models.base import TaskKind
 from camcap.server import page
+from camcap.server import websocket as ws_module
 from camcap.server.app import create_app
 from camcap.server.messages import FRAME_MAGIC, CaptionEvent, InfoResponse, ReadyEvent, UnchangedEvent
 from tests.fakes import FakeCaptioner
@@ -321,6 +324,43 @@ def test_websocket_round_trip(client):
         # The total counts from the frame's arrival: its decode, then its wait and the model.
         t = caption.timings
         assert t.image_decode_ms > 0 and t.total_ms >= t.image_decode_ms + t.inference_ms
+
+
+class JumpingClock:
+    """Stands in for the `time` module of camcap.engine.timing, whose `monotonic()` is the server's
+    clock for every stage of a frame: real time plus the jumps a test makes, so that a stage can
+    take an hour on that clock without the test waiting for it."""
+
+    def __init__(self) -> None:
+        self.ahead = 0.0
+
+    def perf_counter(self) -> float:
+        return time.perf_counter() + self.ahead
+
+    def time(self) -> float:  # wall_ms(): the wall clock is left alone
+        return time.time()
+
+
+HOUR_S = 3600.0
+
+
+def test_a_frames_total_counts_from_its_arrival_through_its_decode(client, monkeypatch):
+    """`total_ms` is bytes received -> caption final. An hour passes on the server's clock between
+    the frame's arrival and its decode: a total that started counting after the decode leaves it out."""
+    clock = JumpingClock()
+    monkeypatch.setattr(timing, "time", clock)
+    decode = ws_module.decode_image_off_loop
+
+    async def decode_an_hour_later(*args: Any, **kwargs: Any) -> Any:
+        clock.ahead += HOUR_S
+        return await decode(*args, **kwargs)
+
+    monkeypatch.setattr(ws_module, "decode_image_off_loop", decode_an_hour_later)
+    with client.websocket_connect("/v1/stream") as ws:
+        recv(ws)
+        ws.send_bytes(pack(png(RED), seq=1))
+        caption = CaptionEvent.model_validate(recv_until(ws, "caption")[0])
+    assert caption.timings.total_ms >= HOUR_S * 1000
 
 
 def test_config_changes_the_task_of_later_frames(client):
