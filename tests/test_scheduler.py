@@ -7,6 +7,7 @@ lets a test decide exactly when the model is busy, so the rules are checked with
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import threading
 import time
@@ -98,6 +99,29 @@ def test_tokens_stream_then_the_caption_with_its_timings():
             assert (t.receive_ms, t.image_decode_ms, t.tokens) == (3.0, 1.5, 4)
             assert min(t.queue_ms, t.first_token_ms, t.decode_ms, t.inference_ms) >= 0
             assert t.total_ms >= t.inference_ms
+
+    run(main)
+
+
+class EncodeTimingCaptioner(FakeCaptioner):
+    """A backend that times its vision encoder apart, as Moondream does."""
+
+    def generate(self, requests):
+        for event in super().generate(requests):
+            if isinstance(event, Caption):
+                event = dataclasses.replace(
+                    event, timings=dataclasses.replace(event.timings, preprocess_ms=2.5, encode_ms=7.25)
+                )
+            yield event
+
+
+def test_every_stage_time_the_backend_reports_reaches_the_caption():
+    async def main():
+        with scheduler_for(EncodeTimingCaptioner()) as scheduler:
+            stream = scheduler.open_stream()
+            stream.submit(frame(0, RED))
+            t = (await next_caption(stream))[0].timings
+            assert (t.preprocess_ms, t.encode_ms) == (2.5, 7.25)
 
     run(main)
 
