@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import socket
 import subprocess
 import sys
@@ -241,7 +242,38 @@ def test_running_out_of_descriptors_neither_floods_the_log_nor_stops_the_server(
         stop_process(process)
     text = log.read_text(errors="replace")
     assert text.count("out of system resource") <= 3, f"{text.count('out of system resource')} lines"
+    assert "Invalid file descriptor" not in text  # accept retries that fired after shutdown
     assert len(text) < 200_000, f"the log grew to {len(text)} characters"
+
+
+@pytest.mark.parametrize("filtered", [False, True], ids=["asyncio-alone", "with-the-filter"])
+def test_an_accept_retry_after_the_listener_closed_logs_no_traceback(caplog, filtered):
+    """What asyncio does once per failed accept when descriptors ran out (CPython issue 151615),
+    fired after shutdown closed the socket: without the filter, a traceback each time."""
+    from camcap.server.serving import ClosedListenerRetryFilter
+
+    asyncio_log = logging.getLogger("asyncio")
+    log_filter = ClosedListenerRetryFilter()
+    if filtered:
+        asyncio_log.addFilter(log_filter)
+    loop = asyncio.new_event_loop()
+    listener = socket.socket()
+    try:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.setblocking(False)
+        listener.close()
+        with caplog.at_level(logging.ERROR, logger="asyncio"):
+            loop.call_soon(loop._start_serving, asyncio.Protocol, listener)  # type: ignore[attr-defined]
+            loop.run_until_complete(asyncio.sleep(0.05))
+    finally:
+        loop.close()
+        asyncio_log.removeFilter(log_filter)
+    retried = [r for r in caplog.records if r.getMessage().startswith("Exception in callback")]
+    if filtered:
+        assert retried == []
+    else:  # the record the filter is written for really looks like this
+        assert len(retried) == 1 and "Invalid file descriptor" in str(retried[0].exc_info[1])
 
 
 # --- decode memory --------------------------------------------------------------------------------

@@ -37,7 +37,13 @@ def serve_command(args: argparse.Namespace) -> int:
     import uvicorn
 
     from camcap.server.app import create_app, uvicorn_options
-    from camcap.server.serving import ACCEPT_OUT_OF_RESOURCES, CamcapServer, RepeatedLogFilter, raise_descriptor_limit
+    from camcap.server.serving import (
+        ACCEPT_OUT_OF_RESOURCES,
+        CamcapServer,
+        ClosedListenerRetryFilter,
+        RepeatedLogFilter,
+        raise_descriptor_limit,
+    )
     from camcap.server.tokens import check_bind_safety, url_with_token
 
     given = settings.token.get_secret_value() if settings.token is not None else None
@@ -57,6 +63,7 @@ def serve_command(args: argparse.Namespace) -> int:
     # Before uvicorn reads the limit (uvicorn_options): a 1024-descriptor default is easy to exhaust.
     raise_descriptor_limit()
     logging.getLogger("asyncio").addFilter(RepeatedLogFilter(ACCEPT_OUT_OF_RESOURCES))
+    logging.getLogger("asyncio").addFilter(ClosedListenerRetryFilter())
     config = uvicorn.Config(
         app,
         host=settings.host,

@@ -11,6 +11,8 @@ stops the way the command line promises.
 - `RepeatedLogFilter`: asyncio logs "socket.accept() out of system resource" up to 100 times per
   retry when descriptors run out (a loop in `BaseSelectorEventLoop._accept_connection` that does
   not stop at the first failure); it is let through once per 10 s with a count of the rest.
+- `ClosedListenerRetryFilter`: the same loop schedules a retry per failure; those that fire after
+  shutdown closed the listening socket are tracebacks about nothing, and are dropped.
 """
 
 from __future__ import annotations
@@ -180,3 +182,24 @@ class RepeatedLogFilter(logging.Filter):
 
 #: asyncio's words when accept() fails for want of descriptors (EMFILE) or memory.
 ACCEPT_OUT_OF_RESOURCES = "socket.accept() out of system resource"
+
+
+#: How asyncio's exception handler begins the record of a failed accept retry.
+START_SERVING_CALLBACK = "Exception in callback BaseSelectorEventLoop._start_serving"
+
+
+class ClosedListenerRetryFilter(logging.Filter):
+    """Drop asyncio's traceback for an accept retry that fires after the server closed its socket.
+
+    When accept() fails for want of descriptors, asyncio removes the listening socket from the
+    loop and schedules `_start_serving` to add it back 1 s later, once per failed accept (up to
+    100 per burst: CPython issue 151615). Retries that fire after shutdown has closed the socket
+    each log `ValueError: Invalid file descriptor: -1` with a traceback: hundreds of lines about a
+    socket that is closed on purpose. Any other failure of `_start_serving` is still logged.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.getMessage().startswith(START_SERVING_CALLBACK):
+            return True
+        error = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(error, ValueError) and "Invalid file descriptor" in str(error))
