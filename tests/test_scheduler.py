@@ -58,6 +58,14 @@ async def next_event(stream: Stream) -> StreamEvent:
     return await asyncio.wait_for(stream.next_event(), WAIT)
 
 
+async def past_tokens(stream: Stream) -> StreamEvent:
+    """The stream's next event that is not a token."""
+    event = await next_event(stream)
+    while isinstance(event, TokenDelta):
+        event = await next_event(stream)
+    return event
+
+
 async def next_caption(stream: Stream) -> tuple[FrameCaption, list[TokenDelta]]:
     tokens: list[TokenDelta] = []
     while True:
@@ -384,9 +392,7 @@ def test_a_frame_the_backend_ended_without_captioning_gets_an_error_and_is_not_a
         with scheduler_for(fake) as scheduler:
             stream = scheduler.open_stream()
             stream.submit(shot(0))
-            event = await next_event(stream)
-            while isinstance(event, TokenDelta):
-                event = await next_event(stream)
+            event = await past_tokens(stream)
             assert isinstance(event, FrameError) and (event.seq, event.code) == (0, ErrorCode.MODEL_ERROR)
             assert event.message == (
                 "The fake backend ended without a caption for this frame; this is a bug in the backend."
@@ -605,9 +611,7 @@ def test_close_cancels_the_caption_in_progress_and_stops_the_worker():
         await asyncio.to_thread(scheduler.close)
         assert not scheduler.running
         assert fake.closed_early == 1
-        event = await next_event(stream)
-        while isinstance(event, TokenDelta):  # tokens written before the close
-            event = await next_event(stream)
+        event = await past_tokens(stream)
         assert isinstance(event, FrameError) and event.code is ErrorCode.SERVER_CLOSING
         assert (event.seq, event.message) == (None, "The server is shutting down; reconnect later.")
         stream.submit(frame(1, RED))  # refused politely: the stream's owner hears why
@@ -879,9 +883,7 @@ def test_a_stale_generation_is_cut_and_the_newest_frame_captioned():
             await until(lambda: fake.started == 1, "frame 0 to start")
             stream.submit(shot(1, MOVED, captured_at=1500.0))
             fake.allow(2)
-            error = await next_event(stream)
-            while isinstance(error, TokenDelta):
-                error = await next_event(stream)
+            error = await past_tokens(stream)
             assert isinstance(error, FrameError) and (error.seq, error.code) == (0, ErrorCode.SUPERSEDED)
             # Cut at its first token: the check runs after every event of the backend.
             assert error.message == (
