@@ -129,3 +129,47 @@ def test_the_token_is_taken_out_of_the_query_and_empty_values_are_kept(client):
     response = client.get("/v1/info?token=x&keep=", headers={"Authorization": f"Bearer {TOKEN}"})
     assert response.status_code == 200
     assert response.json() == {"query": "keep="}
+
+
+def test_a_refused_openai_client_gets_openais_error_shape(client):
+    """The official `openai` client reads `error.message`; a camcap-shaped body would reach its
+    user as an unexplained 401."""
+    response = client.post("/v1/chat/completions", json={"model": "x", "messages": []})
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == 'Bearer realm="camcap"'
+    assert response.json() == {
+        "error": {"message": TOKEN_REQUIRED, "type": "authentication_error", "param": None, "code": "token_required"}
+    }
+
+
+def test_a_token_alone_in_the_query_leaves_the_app_an_empty_query(client):
+    response = client.get("/v1/info", params={"token": TOKEN})
+    assert response.status_code == 200
+    assert response.json() == {"query": ""}
+
+
+@pytest.mark.parametrize("spaces", [" ", "  "], ids=["one-space", "two-spaces"])
+def test_a_bearer_token_after_any_number_of_spaces_is_read(client, spaces):
+    """RFC 9110 puts one or more spaces between the scheme and the credentials."""
+    assert client.get("/v1/info", headers={"Authorization": f"Bearer{spaces}{TOKEN}"}).status_code == 200
+
+
+def test_another_authorization_scheme_is_not_taken_for_the_token(client):
+    """A reverse proxy's Basic credentials pass through to camcap: they are not a wrong camcap
+    token, and the token the page carries elsewhere still counts."""
+    basic = {"Authorization": "Basic dXNlcjpwYXNzd29yZA=="}
+    assert client.get("/v1/info", headers=basic, params={"token": TOKEN}).status_code == 200
+    client.cookies.clear()  # the answer set the token cookie
+    refused = client.get("/v1/info", headers=basic)
+    assert (refused.status_code, refused.json()["code"]) == (401, "token_required")
+
+
+def test_an_origin_is_never_same_origin_with_a_missing_or_malformed_host():
+    policy = AccessPolicy.for_bind("127.0.0.1", 8000, token=TOKEN)
+    assert policy.origin_allowed("http://localhost:8000", None, "http")  # listed: no Host needed
+    assert not policy.origin_allowed("http://evil.example", None, "http")
+    # A Host whose port no origin can have: nothing can equal it, so the page is refused.
+    assert not policy.origin_allowed("http://evil.example", "localhost:99999", "http")
+    client = client_for(policy)
+    headers = {"Host": "localhost:99999", "Origin": "http://evil.example", "Authorization": f"Bearer {TOKEN}"}
+    assert client.get("/v1/info", headers=headers).status_code == 403
