@@ -33,7 +33,11 @@ from camcap.models.demo.scenes import SceneSpec, ShapeSpec, draw_scene
 from tests.alert_receivers import Subscriber, mosquitto, mosquitto_path, silent_receiver, webhook_receiver
 
 SIZE = (160, 120)
-FPS = 10
+# Two frames a second: the one-frame flicker below then lasts 0.5 s, longer than `camcap watch`
+# takes between two looks at a still scene (0.2 s pause after an unchanged frame, plus the work),
+# so it is looked at exactly once (a frame is never taken twice). At 10 fps it lasted 0.1 s and
+# was seen about half the time.
+FPS = 2
 BLUE = SceneSpec((ShapeSpec("blue", "square", "right"),))
 RED = SceneSpec((ShapeSpec("red", "circle", "left"),))
 # The first blue scene is long: the model's first pass in a process is its slowest (warm-up).
