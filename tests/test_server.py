@@ -489,6 +489,11 @@ def test_a_model_without_captions_refuses_the_default_task_with_the_supported_li
         error = recv(ws)
         assert (error["code"], error["seq"]) == ("unsupported_task", 4)
         assert "supports: query" in error["message"]
+        # The socket goes on: a task the model can do is answered.
+        ws.send_text(json.dumps({"type": "config", "task": "query", "question": "what?"}))
+        ws.send_bytes(pack(jpeg(), seq=5))
+        caption = recv_until(ws, "caption")[0]
+        assert (caption["seq"], caption["task"]) == (5, "query")
 
 
 def test_a_config_sent_while_loading_is_checked_when_the_model_is_ready():
