@@ -173,3 +173,9 @@ def test_an_origin_is_never_same_origin_with_a_missing_or_malformed_host():
     client = client_for(policy)
     headers = {"Host": "localhost:99999", "Origin": "http://evil.example", "Authorization": f"Bearer {TOKEN}"}
     assert client.get("/v1/info", headers=headers).status_code == 403
+
+
+def test_a_request_without_a_host_passes_the_host_rule():
+    """HTTP/1.0 scripts send no Host; DNS rebinding needs one (a browser always sends it)."""
+    assert AccessPolicy.for_bind("127.0.0.1", 8000, token=TOKEN).host_allowed(None)
+

@@ -601,6 +601,7 @@ def test_a_message_of_exactly_the_size_limit_is_a_frame():
         ws.send_bytes(frame + b"\0")
         error = recv(ws)
         assert (error["code"], error["seq"]) == ("message_too_large", None)
+        assert error["message"].startswith("The message is 2049 bytes, over the limit of 2048 (max_ws_message_bytes)")
 
 
 def test_a_stream_that_asks_for_the_stale_cut_gets_superseded_errors():
