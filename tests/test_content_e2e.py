@@ -37,8 +37,6 @@ TWO = SceneSpec((ShapeSpec("red", "circle", "left", size=0.34), ShapeSpec("blue"
 TWO_TRUTH = shown(draw_scene(TWO, CAMERA)[1])
 
 
-
-
 def encode(image: Image.Image, fmt: str, **params: object) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, fmt, **params)

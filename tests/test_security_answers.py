@@ -178,4 +178,3 @@ def test_an_origin_is_never_same_origin_with_a_missing_or_malformed_host():
 def test_a_request_without_a_host_passes_the_host_rule():
     """HTTP/1.0 scripts send no Host; DNS rebinding needs one (a browser always sends it)."""
     assert AccessPolicy.for_bind("127.0.0.1", 8000, token=TOKEN).host_allowed(None)
-
