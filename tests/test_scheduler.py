@@ -102,7 +102,8 @@ def test_tokens_stream_then_the_caption_with_its_timings():
             caption, tokens = await next_caption(stream)
             assert [t.seq for t in tokens] == [41] * 4
             assert "".join(t.text for t in tokens) == caption.caption.text == words_of(RED)
-            assert (caption.seq, caption.captured_at, caption.skipped) == (41, 1234.5, 0)
+            assert (caption.seq, caption.captured_at, caption.skipped, caption.unchanged) == (41, 1234.5, 0, 0)
+            assert (caption.stream, caption.source) == (stream.id, None)
             t = caption.timings
             assert (t.receive_ms, t.image_decode_ms, t.tokens) == (3.0, 1.5, 4)
             assert min(t.queue_ms, t.first_token_ms, t.decode_ms, t.inference_ms) >= 0
@@ -130,6 +131,22 @@ def test_every_stage_time_the_backend_reports_reaches_the_caption():
             stream.submit(frame(0, RED))
             t = (await next_caption(stream))[0].timings
             assert (t.preprocess_ms, t.encode_ms) == (2.5, 7.25)
+
+    run(main)
+
+
+def test_a_server_sources_captions_carry_its_name_and_stream():
+    """`serve --source` captions say which camera they describe (the page's grid, MQTT, alerts)."""
+
+    async def main():
+        with scheduler_for(FakeCaptioner()) as scheduler:
+            door, yard = scheduler.open_stream(source="door"), scheduler.open_stream(source="yard")
+            door.submit(frame(0, RED))
+            yard.submit(frame(0, BLUE))
+            for stream, name in ((door, "door"), (yard, "yard")):
+                caption = (await next_caption(stream))[0]
+                assert (caption.stream, caption.source) == (stream.id, name)
+            assert door.id != yard.id
 
     run(main)
 
