@@ -33,6 +33,7 @@ def test_a_client_clock_far_off_never_reaches_the_receive_sum(sent_at):
             caption, _ = recv_until(ws, "caption")
             # The page is told the truth: no receive time could be measured.
             assert caption["timings"]["receive_ms"] is None
+            assert metric(client.get("/metrics").text, "camcap_client_clock_rejected_total") == 1.0
             ws.send_bytes(pack(png((0, 0, 200)), seq=2, sent_at=wall_ms() - 5.0))  # an honest clock
             honest, _ = recv_until(ws, "caption")
             assert honest["timings"]["receive_ms"] is not None
