@@ -1153,16 +1153,7 @@ def test_a_batch_window_gathers_frames_of_streams_that_arrive_nearly_together():
     async def main():
         # A long window, so the test never depends on timing: the second frame ends it.
         with scheduler_for(fake, batch_window_ms=30_000) as scheduler:
-            waits = watch_window_waits(scheduler)
-            a, b = scheduler.open_stream(), scheduler.open_stream()
-            a.submit(frame(0, RED))
-            # The worker has seen a's frame alone and chose to wait: without a window it would
-            # have started the model on it instead.
-            await until(lambda: waits, "the worker to wait for b's frame")
-            b.submit(frame(0, BLUE))
-            await next_caption(a)
-            await next_caption(b)
-            assert fake.batches == [2]
+            await one_batch_of_two_streams(scheduler, fake)
 
     run(main)
 
@@ -1175,14 +1166,7 @@ def test_a_batch_window_under_a_second_gathers_frames_too(monkeypatch):
 
     async def main():
         with scheduler_for(fake, batch_window_ms=50) as scheduler:
-            waits = watch_window_waits(scheduler)
-            a, b = scheduler.open_stream(), scheduler.open_stream()
-            a.submit(frame(0, RED))
-            await until(lambda: waits, "the worker to wait for b's frame")
-            b.submit(frame(0, BLUE))
-            await next_caption(a)
-            await next_caption(b)
-            assert fake.batches == [2]
+            waits = await one_batch_of_two_streams(scheduler, fake)
             assert waits[0] == pytest.approx(0.05)
 
     run(main)
@@ -1200,6 +1184,20 @@ def watch_window_waits(scheduler: Scheduler) -> list[float]:
         return seconds
 
     scheduler.batch_window.delay = delay  # type: ignore[method-assign]
+    return waits
+
+
+async def one_batch_of_two_streams(scheduler: Scheduler, fake: FakeCaptioner) -> list[float]:
+    """Stream a's frame alone makes the worker wait (without a window it would start the model on
+    it); b's frame then joins it in one batch. Returns the waits the worker computed."""
+    waits = watch_window_waits(scheduler)
+    a, b = scheduler.open_stream(), scheduler.open_stream()
+    a.submit(frame(0, RED))
+    await until(lambda: waits, "the worker to wait for b's frame")
+    b.submit(frame(0, BLUE))
+    await next_caption(a)
+    await next_caption(b)
+    assert fake.batches == [2]
     return waits
 
 
