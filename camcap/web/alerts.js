@@ -7,6 +7,8 @@
 // on this machine (localStorage), like the other settings; notifications are asked for only when
 // the user turns "Notify me" on, as browsers require a user gesture for that.
 
+import { loadSaved, save } from "./saved.js";
+
 const STORAGE_KEY = "camcap.alerts.v1";
 const DEFAULTS = { sound: true, notify: false };
 /** A cleared alert's banner says so for this long, then goes. */
@@ -42,7 +44,7 @@ export class Alerts extends EventTarget {
     this.storage = storage;
     this.NotificationClass = NotificationClass;
     this.AudioContextClass = AudioContextClass;
-    this.settings = { ...DEFAULTS, ...this.#load() };
+    this.settings = { ...DEFAULTS, ...loadSaved(this.storage, STORAGE_KEY, DEFAULTS) };
     /** The camera name of this page's own stream (its stream_id), once the server said it. */
     this.streamId = null;
     /** @type {AudioContext | null} made on the first user gesture: browsers keep it mute before one */
@@ -133,11 +135,7 @@ export class Alerts extends EventTarget {
   /** @param {Partial<typeof DEFAULTS>} changes */
   update(changes) {
     Object.assign(this.settings, changes);
-    try {
-      this.storage?.setItem(STORAGE_KEY, JSON.stringify(this.settings));
-    } catch {
-      // Storage can be unavailable (private mode): the choice then lasts for this visit only.
-    }
+    save(this.storage, STORAGE_KEY, this.settings);
   }
 
   /** @param {AlertEvent} event */
@@ -229,14 +227,6 @@ export class Alerts extends EventTarget {
     if (this.settings.sound) this.#audioContext();
   }
 
-  #load() {
-    try {
-      const saved = JSON.parse(this.storage?.getItem(STORAGE_KEY) ?? "{}");
-      return Object.fromEntries(Object.entries(saved).filter(([key]) => key in DEFAULTS));
-    } catch {
-      return {};
-    }
-  }
 }
 
 /**

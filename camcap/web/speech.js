@@ -10,6 +10,8 @@
 // once, in this voice, instead of twice at the same time; with speech off (the default) the live
 // region announces them as before.
 
+import { loadSaved, save } from "./saved.js";
+
 const STORAGE_KEY = "camcap.speech.v1";
 const DEFAULTS = { enabled: false, voice: "", rate: 1 };
 
@@ -26,7 +28,7 @@ export class Speaker {
     this.synth = synth;
     this.Utterance = Utterance;
     this.storage = storage;
-    this.settings = { ...DEFAULTS, ...this.#load() };
+    this.settings = { ...DEFAULTS, ...loadSaved(this.storage, STORAGE_KEY, DEFAULTS) };
     /** The text last handed to the synthesiser, so an unchanged caption is not read twice. */
     this.lastSpoken = null;
   }
@@ -72,7 +74,7 @@ export class Speaker {
     Object.assign(this.settings, changes);
     this.settings.rate = Math.min(Math.max(Number(this.settings.rate) || 1, 0.5), 2);
     if (!this.settings.enabled) this.stop();
-    this.#save();
+    save(this.storage, STORAGE_KEY, this.settings);
   }
 
   /** Stop reading now (speech turned off, camera stopped). The next caption is read afresh. */
@@ -81,22 +83,7 @@ export class Speaker {
     if (this.synth && (this.synth.speaking || this.synth.pending)) this.synth.cancel();
   }
 
-  #load() {
-    try {
-      const saved = JSON.parse(this.storage?.getItem(STORAGE_KEY) ?? "{}");
-      return Object.fromEntries(Object.entries(saved).filter(([key]) => key in DEFAULTS));
-    } catch {
-      return {};
-    }
-  }
 
-  #save() {
-    try {
-      this.storage?.setItem(STORAGE_KEY, JSON.stringify(this.settings));
-    } catch {
-      // Storage can be unavailable (private mode): the choice then lasts for this visit only.
-    }
-  }
 }
 
 /**
