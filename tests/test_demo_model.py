@@ -128,6 +128,40 @@ def test_training_script_smoke_run_writes_a_loadable_checkpoint(tmp_path):
         assert len(texts) == 1
 
 
+def test_training_stops_when_its_time_budget_is_spent_and_says_so(tmp_path):
+    out = tmp_path / "run"
+    subprocess.run(
+        [
+            sys.executable, "-m", "camcap.models.demo.train", "--out", str(out), "--steps", "1000", "--batch", "4",
+            "--minutes", "0.0001", "--eval-items", "4",
+            "--vision-width", "32", "--text-width", "32", "--vision-layers", "1", "--text-layers", "1", "--heads", "2",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    log = (out / "train.log").read_text()
+    assert "# stopped at step 1 of 1000: the 0.0001-minute budget is spent" in log
+    assert "eval step 1 " in log  # the last step is checked and saved like a finished run
+    marker = json.loads((out / "checkpoint" / "camcap-demo.json").read_text())
+    assert (marker["steps_done"], marker["steps"], marker["minutes"]) == (1, 1000, 0.0001)
+
+
+def test_the_learning_rate_follows_whichever_of_steps_and_clock_runs_out_first():
+    from camcap.models.demo.train import _lr_factor, _progress
+
+    # Warm-up by steps, then a cosine from 1 down to 0.02.
+    assert _lr_factor(0, 10, 0.0) == pytest.approx(0.1)
+    assert _lr_factor(10, 10, 0.0) == pytest.approx(1.0)
+    assert _lr_factor(50, 10, 0.5) == pytest.approx(0.51)
+    assert _lr_factor(99, 10, 1.0) == pytest.approx(0.02)
+    # Half the steps but three quarters of the time: the clock leads.
+    assert _progress(55, 100, 10, elapsed_s=45, budget_s=60) == pytest.approx(0.75)
+    assert _progress(55, 100, 10, elapsed_s=45, budget_s=None) == pytest.approx(0.5)
+    assert _progress(55, 100, 10, elapsed_s=6000, budget_s=60) == 1.0
+    assert _progress(0, 100, 10, elapsed_s=0, budget_s=60) == 0.0
+
+
 def _caption(captioner, image, length: str) -> str:
     events = list(captioner.generate([(image, Task.caption(length))]))
     return events[-1].text

@@ -32,8 +32,16 @@ HELD_OUT_SEED = 99  # the in-training check; evaluate.py draws from other seeds
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m camcap.models.demo.train", description=__doc__.split("\n")[1])
     parser.add_argument("--out", type=Path, required=True, help="folder for the checkpoint and the log")
-    parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--batch", type=int, default=32, help="items per step (two questions per drawn scene)")
+    parser.add_argument("--steps", type=int, default=3200, help="at most this many steps")
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        default=59,
+        help="time budget (setup included; 0: none): the learning rate follows whichever of the "
+        "steps and the clock runs out first, and the run ends there (default: an hour with the last "
+        "check and save)",
+    )
+    parser.add_argument("--batch", type=int, default=128, help="items per step (two questions per drawn scene)")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--patch-loss", type=float, default=0.5, help="weight of the training-only patch labels")
@@ -47,12 +55,12 @@ def main(argv: list[str] | None = None) -> int:
         help="continue from this checkpoint folder (its shape wins over the size flags); the new "
         "checkpoint records every stage's command",
     )
-    # One torch thread: on a shared 2-core machine a second thread mostly waits for the other
-    # core (measured here: 0.8 s per step with one thread, 3.5 s with two); the other core
-    # draws the scenes in a worker process instead.
-    parser.add_argument("--threads", type=int, default=1)
+    # Two torch threads: on two quiet cores they run a step in 0.75 s, one thread in 1.26 s; the
+    # scene-drawing worker process takes what the model leaves. (On a machine busy with other
+    # work one thread is faster: the second waits for the busy core.)
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--log-every", type=int, default=50)
-    parser.add_argument("--eval-every", type=int, default=200)
+    parser.add_argument("--eval-every", type=int, default=400)
     parser.add_argument("--eval-items", type=int, default=192)
     parser.add_argument("--checkpoint-every", type=int, default=200)
     for name, value in model.describe(model.Shape()).items():
@@ -74,6 +82,7 @@ def train(args: argparse.Namespace, shape: model.Shape) -> dict[str, Any]:
         log.write(text + "\n")
         log.flush()
 
+    started = time.perf_counter()  # the time budget counts the setup too
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     if args.init is not None:
@@ -99,14 +108,17 @@ def train(args: argparse.Namespace, shape: model.Shape) -> dict[str, Any]:
         lr=args.lr,
         betas=(0.9, 0.98),
     )
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step, args.warmup, args.steps))
+    budget_s = args.minutes * 60 if args.minutes else None
 
-    started = time.perf_counter()
     smoothed = None
     report: dict[str, Any] = {}
     net.train()
     batches = iter(_loader(processor, args.seed, args.batch, shape, args.lead))
     for step in range(1, args.steps + 1):
+        progress = _progress(step - 1, args.steps, args.warmup, time.perf_counter() - started, budget_s)
+        lr = args.lr * _lr_factor(step - 1, args.warmup, progress)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
         batch = next(batches)
         logits, patches = data.forward(net, batch, patch_head)
         loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch["targets"].flatten(), ignore_index=-100)
@@ -123,18 +135,25 @@ def train(args: argparse.Namespace, shape: model.Shape) -> dict[str, Any]:
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        schedule.step()
         smoothed = loss.item() if smoothed is None else 0.95 * smoothed + 0.05 * loss.item()
         elapsed = time.perf_counter() - started
-        if step % args.log_every == 0 or step == args.steps:
-            say(f"step {step} loss {smoothed:.4f} lr {schedule.get_last_lr()[0]:.2e} elapsed {elapsed:.0f}s")
-        if step % args.eval_every == 0 or step == args.steps:
+        # The time budget ends the run at whatever step it reaches; the learning rate has
+        # followed the same clock down its cosine, so that step is a finished run, not a cut one.
+        last = step == args.steps or (budget_s is not None and elapsed >= budget_s)
+        if step % args.log_every == 0 or last:
+            say(f"step {step} loss {smoothed:.4f} lr {lr:.2e} elapsed {elapsed:.0f}s")
+        if step % args.eval_every == 0 or last:
             exact = teacher_forced_exact(net, encoder, held_out)
             say(f"eval step {step} exact " + " ".join(f"{task}={value:.3f}" for task, value in exact.items()))
             report = {"step": step, "elapsed_s": round(elapsed), "held_out_exact": exact}
-        if step % args.checkpoint_every == 0 or step == args.steps:
+        if step % args.checkpoint_every == 0 or last:
             _save(net, processor, args, shape, params, step, report)
             say(f"checkpoint step {step} -> {args.out / 'checkpoint'}")
+        if last:
+            if step < args.steps:
+                say(f"# stopped at step {step} of {args.steps}: the {args.minutes:g}-minute budget is spent")
+            break
+    say(f"# done in {time.perf_counter() - started:.0f}s")
     log.close()
     return report
 
@@ -174,10 +193,17 @@ def teacher_forced_exact(net: Any, encoder: data.Encoder, items: list[data.Item]
     return {task: sum(values) / len(values) for task, values in sorted(right.items())}
 
 
-def _lr_factor(step: int, warmup: int, total: int) -> float:
+def _progress(step: int, steps: int, warmup: int, elapsed_s: float, budget_s: float | None) -> float:
+    """How far along the cosine the run is (0..1): by steps after the warm-up, or by the clock
+    when a time budget would run out first."""
+    by_steps = (step - warmup) / max(1, steps - warmup)
+    by_time = elapsed_s / budget_s if budget_s else 0.0
+    return min(1.0, max(0.0, by_steps, by_time))
+
+
+def _lr_factor(step: int, warmup: int, progress: float) -> float:
     if step < warmup:
         return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress))
 
 
@@ -196,6 +222,7 @@ def _save(
         "seed": args.seed,
         "steps_done": step,
         "steps": args.steps,
+        "minutes": args.minutes,
         "batch": args.batch,
         "lr": args.lr,
         "parameters": params,
