@@ -96,6 +96,14 @@ GEOMETRY_JS = """() => {
   };
 }"""
 
+# Measured after two animation frames: a viewport change lays the video out at once, but the
+# overlay follows in its ResizeObserver callback, which runs in the next rendering step (before
+# that frame is painted, so no user sees the lag; a measurement taken in between does).
+SETTLED_GEOMETRY_JS = f"""async () => {{
+  await new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)));
+  return ({GEOMETRY_JS})();
+}}"""
+
 
 def _expected_picture(g: dict[str, Any]) -> dict[str, float]:
     """Where object-fit: contain puts the camera picture inside the video element."""
@@ -113,7 +121,7 @@ def _check(page: Any, mirror: bool, name: str) -> None:
 
     def drawn() -> dict[str, Any] | None:
         # Drawn at once when the mirror changes; announced with the next caption.
-        g = page.evaluate(GEOMETRY_JS)
+        g = page.evaluate(SETTLED_GEOMETRY_JS)
         return g if g["rect"] and g["videoWidth"] and g["live"].startswith(announced) else None
 
     g = wait_for(page, drawn, f"a drawn box announced as {announced!r}")
