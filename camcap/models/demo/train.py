@@ -42,9 +42,9 @@ def main(argv: list[str] | None = None) -> int:
         "check and save)",
     )
     parser.add_argument("--batch", type=int, default=128, help="items per step (two questions per drawn scene)")
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr", type=float, default=1.5e-3)
     parser.add_argument("--warmup", type=int, default=100)
-    parser.add_argument("--patch-loss", type=float, default=0.5, help="weight of the training-only patch labels")
+    parser.add_argument("--patch-loss", type=float, default=1.0, help="weight of the training-only patch labels")
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument(
         "--lead", type=int, default=4, help="start each prompt after 0..LEAD pads, so no padding garbles it"
