@@ -106,18 +106,23 @@ def test_caption_correct_needs_every_object_and_its_side():
     assert not caption_correct("a green triangle in the centre and a red circle on the right", truth)
 
 
-def test_training_script_smoke_run_writes_a_loadable_checkpoint(tmp_path):
-    out = tmp_path / "run"
+def _train_tiny(out: Path, *flags: str) -> None:
+    """The training script, as a user runs it, on a model small enough to train in seconds."""
     subprocess.run(
         [
-            sys.executable, "-m", "camcap.models.demo.train", "--out", str(out), "--steps", "2", "--batch", "4",
-            "--eval-every", "2", "--eval-items", "4", "--checkpoint-every", "2", "--log-every", "1",
+            sys.executable, "-m", "camcap.models.demo.train", "--out", str(out), "--batch", "4", "--eval-items", "4",
             "--vision-width", "32", "--text-width", "32", "--vision-layers", "1", "--text-layers", "1", "--heads", "2",
+            *flags,
         ],
         check=True,
         capture_output=True,
         text=True,
     )  # fmt: skip
+
+
+def test_training_script_smoke_run_writes_a_loadable_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    _train_tiny(out, "--steps", "2", "--eval-every", "2", "--checkpoint-every", "2", "--log-every", "1")
     folder = out / "checkpoint"
     assert "eval step 2" in (out / "train.log").read_text()
     options = ModelOptions(device="cpu", dtype="float32", allow_download=False, max_new_tokens=3)
@@ -130,16 +135,7 @@ def test_training_script_smoke_run_writes_a_loadable_checkpoint(tmp_path):
 
 def test_training_stops_when_its_time_budget_is_spent_and_says_so(tmp_path):
     out = tmp_path / "run"
-    subprocess.run(
-        [
-            sys.executable, "-m", "camcap.models.demo.train", "--out", str(out), "--steps", "1000", "--batch", "4",
-            "--minutes", "0.0001", "--eval-items", "4",
-            "--vision-width", "32", "--text-width", "32", "--vision-layers", "1", "--text-layers", "1", "--heads", "2",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )  # fmt: skip
+    _train_tiny(out, "--steps", "1000", "--minutes", "0.0001")
     log = (out / "train.log").read_text()
     assert "# stopped at step 1 of 1000: the 0.0001-minute budget is spent" in log
     assert "eval step 1 " in log  # the last step is checked and saved like a finished run
