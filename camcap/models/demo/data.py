@@ -24,9 +24,9 @@ PAGE_JPEG_QUALITY = 80  # the page's default (controls.js: quality 0.8)
 _CAMERA_SIZES = ((128, 96), (128, 96), (128, 96), (171, 96), (96, 96), (96, 128), (256, 192), (192, 108))
 TASK_WEIGHTS: dict[str, float] = {
     "short": 0.10,
-    "normal": 0.30,
-    "long": 0.14,
-    "yesno": 0.20,
+    "normal": 0.28,
+    "long": 0.10,
+    "yesno": 0.26,
     "colour": 0.08,
     "count": 0.08,
     "position": 0.10,
