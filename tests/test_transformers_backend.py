@@ -211,6 +211,34 @@ def test_chat_models_get_an_instruction_per_length_or_the_question(load: Load) -
     assert captioner.processor.tokenizer.padding_side == "left"  # type: ignore[union-attr]
 
 
+def test_smolvlm_frames_are_squashed_once_not_scaled_up_for_tiles_first(
+    load: Load, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    captioner = load("smolvlm-tiny")
+    processor = captioner.processor
+    assert processor is not None
+    # The page's 512 px frame, 4:3: a smooth picture (resampling twice or once differs at edges).
+    ramp = Image.linear_gradient("L").resize((682, 512))
+    frame = Image.merge("RGB", (ramp, ramp.transpose(Image.Transpose.FLIP_LEFT_RIGHT), ramp.rotate(90)))
+    task = [Task.caption()]
+    # The processor's own path without tiles: up to a 2048 px long side, then down to a square.
+    reference = processor.image_processor(images=[frame], do_image_splitting=False, return_tensors="pt")["pixel_values"]
+    sizes: list[tuple[int, int]] = []
+    resize = type(processor.image_processor).resize
+
+    def recording(self: object, image: object, size: object, **kwargs: object) -> object:
+        out = resize(self, image, size, **kwargs)  # type: ignore[arg-type]
+        sizes.append(tuple(getattr(out, "shape", (0, 0, 0))[-2:]))  # type: ignore[arg-type]
+        return out
+
+    monkeypatch.setattr(type(processor.image_processor), "resize", recording)
+    pixels = captioner._loaded.style.encode(processor, [frame], task, detail="low")["pixel_values"]  # type: ignore[union-attr]
+    assert sizes == [(512, 512)]  # one resize, straight to the model's square
+    assert pixels.shape == reference.shape == (1, 1, 3, 512, 512)
+    # The same picture (resampled once instead of twice): close to the processor's own result.
+    assert (pixels - reference).abs().mean() < 0.02
+
+
 # ---- Generation ----------------------------------------------------------------------------
 
 
