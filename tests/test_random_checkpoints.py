@@ -14,9 +14,15 @@ from camcap.errors import UnknownModelSpecError
 from camcap.models import random_checkpoints
 from camcap.models.random_checkpoints import MARKER, RANDOM_ARCHITECTURES, ensure_checkpoint, is_random_checkpoint
 
-TINY = ["blip-tiny", "git-tiny", "florence2-tiny", "smolvlm-tiny"]
+TINY = ["blip-tiny", "git-tiny", "florence2-tiny", "smolvlm-tiny", "moondream-sized-tiny"]
 # Parameter counts of the real models (millions), with a margin: the builds must cost the same.
-FULL_SIZE_PARAMS_M = {"blip-base": (215, 250), "git-base": (170, 185), "smolvlm-256m": (245, 265)}
+FULL_SIZE_PARAMS_M = {
+    "blip-base": (215, 250),
+    "git-base": (170, 185),
+    "smolvlm-256m": (245, 265),
+    # Moondream 2 is 1.86 B: SigLIP so400m (~413 M) + Phi-1.5 (~1.42 B) + its projection.
+    "moondream-sized": (1800, 1900),
+}
 
 
 def digest(folder: Path) -> dict[str, str]:
@@ -122,3 +128,33 @@ def test_smolvlm_frames_are_not_cut_into_tiles(model_cache: Path) -> None:
     inputs = processor(images=[Image.new("RGB", (640, 480))], text=[prompt], return_tensors="pt")
     assert tuple(inputs["pixel_values"].shape) == (1, 1, 3, 512, 512)  # one image, one 512 px pass
     assert (inputs["input_ids"] == processor.image_token_id).sum() == 64
+
+
+def test_the_moondream_sized_build_has_moondreams_vision_tower_and_decoder() -> None:
+    config = RANDOM_ARCHITECTURES["moondream-sized"].config()
+    with torch.device("meta"):
+        model = AutoModelForImageTextToText.from_config(config)
+    vision, text = config.vision_config, config.text_config
+    # SigLIP so400m at 378 px, 14 px patches: 27 x 27 = 729 image tokens, none merged away.
+    assert (vision.hidden_size, vision.num_hidden_layers, vision.image_size, vision.patch_size) == (1152, 27, 378, 14)
+    assert config.scale_factor == 1
+    # Phi-1.5: 24 layers of 2048, 32 heads, half the head rotated, 51,200 words.
+    assert (text.model_type, text.hidden_size, text.num_hidden_layers) == ("phi", 2048, 24)
+    assert text.num_attention_heads == 32
+    assert (text.rope_parameters["partial_rotary_factor"], text.vocab_size) == (0.5, 51200)
+    assert type(model.model.text_model).__name__ == "PhiModel"
+    vision_millions = sum(parameter.numel() for parameter in model.model.vision_model.parameters()) / 1e6
+    assert 400 <= vision_millions <= 430
+
+
+def test_the_moondream_sized_wiring_gives_729_image_tokens_per_frame(model_cache: Path) -> None:
+    from PIL import Image
+
+    processor = AutoProcessor.from_pretrained(ensure_checkpoint("moondream-sized-tiny", model_cache / "random"))
+    prompt = processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe."}]}],
+        add_generation_prompt=True,
+    )
+    inputs = processor(images=[Image.new("RGB", (640, 480))], text=[prompt], return_tensors="pt")
+    assert tuple(inputs["pixel_values"].shape) == (1, 1, 3, 378, 378)  # one 378 px crop, as Moondream's
+    assert (inputs["input_ids"] == processor.image_token_id).sum() == 729

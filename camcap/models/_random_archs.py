@@ -211,16 +211,23 @@ SMOLVLM_CHAT_TEMPLATE = (
 
 
 def _smolvlm_config(
-    *, vision: dict[str, int], text: dict[str, int], scale_factor: int, vocab: int | None, tie: bool = True
+    *,
+    vision: dict[str, int],
+    text: dict[str, Any],
+    scale_factor: int,
+    vocab: int | None,
+    tie: bool = True,
+    patch_size: int = 16,
 ) -> Any:
     from transformers import Idefics3Config
 
+    # SmolLM2's settings, unless `text` names another decoder (the Moondream-sized build uses Phi).
+    decoder: dict[str, Any] = dict(
+        model_type="llama", rms_norm_eps=1e-5, rope_theta=100000.0, max_position_embeddings=8192
+    )
     text_config = dict(
-        model_type="llama",
+        **(decoder if "model_type" not in text else {}),
         vocab_size=vocab or len(_smolvlm_tokenizer(None)),
-        rms_norm_eps=1e-5,
-        rope_theta=100000.0,
-        max_position_embeddings=8192,
         tie_word_embeddings=tie,
         bos_token_id=SMOLVLM_SPECIALS.index("<|im_start|>"),
         eos_token_id=SMOLVLM_SPECIALS.index("<end_of_utterance>"),
@@ -228,7 +235,7 @@ def _smolvlm_config(
         **text,
     )
     return Idefics3Config(
-        vision_config=dict(patch_size=16, **vision),
+        vision_config=dict(patch_size=patch_size, **vision),
         text_config=text_config,
         scale_factor=scale_factor,
         image_token_id=SMOLVLM_SPECIALS.index("<image>"),
@@ -328,3 +335,34 @@ def smolvlm_256m() -> Any:
     # The real model's output layer is its own, not tied to the input embeddings: 28M of its
     # 256M parameters.
     return _smolvlm_config(vision=vision, text=text, scale_factor=4, vocab=49280, tie=False)
+
+
+def moondream_sized() -> Any:
+    """Moondream 2's compute without its code (remote code cannot be had offline): its vision
+    tower, SigLIP so400m at 378 px with 14 px patches (729 image tokens, no pixel shuffle), and
+    its decoder, Phi-1.5 (24 layers, 2048 wide, 32 heads, partial rotary, 51,200 words), joined
+    by the Idefics3 architecture's connector. Moondream 2 runs the vision tower on 2 crops of a
+    frame up to 378 px on its short side (one more pass than this build), then the same 729
+    tokens through the same decoder, so its time per token and prefill are this build's."""
+    vision = dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16)
+    text = dict(
+        model_type="phi",
+        hidden_size=2048,
+        intermediate_size=8192,
+        num_hidden_layers=24,
+        num_attention_heads=32,
+        partial_rotary_factor=0.5,
+        max_position_embeddings=2048,
+    )
+    return _smolvlm_config(
+        vision=dict(image_size=378, **vision), text=text, scale_factor=1, vocab=51200, tie=False, patch_size=14
+    )
+
+
+def moondream_sized_tiny() -> Any:
+    """`moondream_sized` with 32-wide, 2-layer blocks and the same 378 px / 14 px geometry: the
+    build's wiring (Phi decoder behind Idefics3, 729 image tokens) tested in seconds."""
+    vision = _tiny_blocks(image_size=378)
+    text: dict[str, Any] = dict(model_type="phi", **_tiny_blocks(), partial_rotary_factor=0.5)
+    text["max_position_embeddings"] = 2048
+    return _lively(_smolvlm_config(vision=vision, text=text, scale_factor=1, vocab=None, patch_size=14))

@@ -78,6 +78,19 @@ RANDOM_ARCHITECTURES: dict[str, RandomArchitecture] = {
         archs.smolvlm_256m,
         archs.build_smolvlm,
     ),
+    "moondream-sized": RandomArchitecture(
+        f"Moondream 2's compute (SigLIP so400m at 378 px + Phi-1.5, joined as Idefics3; not its code), {_BENCHMARKS}",
+        7.3,  # 1.83 B parameters saved in float32
+        archs.moondream_sized,
+        archs.build_smolvlm,
+    ),
+    "moondream-sized-tiny": RandomArchitecture(
+        f"the moondream-sized build's wiring (Phi behind Idefics3, 729 image tokens), {_TESTS_ONLY}",
+        None,
+        archs.moondream_sized_tiny,
+        archs.build_smolvlm,
+        tiny=True,
+    ),
 }
 
 
