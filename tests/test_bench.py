@@ -53,6 +53,9 @@ def test_smoke_run_reports_every_scenario(env, tmp_path):
     overhead = scenarios["overhead"]["data"]
     assert overhead["model"]["n"] == overhead["full"]["n"] == 2  # --smoke: 2 interleaved pairs
     assert overhead["model"]["median"] > 0 and overhead["full"]["median"] > 0
+    # The model's time split by its own timings: to the first token, then each token after it.
+    assert 0 < overhead["first_token"]["median"] < overhead["model"]["median"]
+    assert 0 < overhead["per_token"]["median"] < overhead["model"]["median"]
     assert {goal["goal"] for goal in scenarios["overhead"]["goals"]} == {
         "camcap's overhead <= 5 % of model time",
         "camcap's overhead <= 10 ms median on localhost",

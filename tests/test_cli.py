@@ -281,6 +281,15 @@ def test_no_command_prints_help_and_fails(capsys):
     assert "usage: camcap" in capsys.readouterr().err
 
 
+def test_bench_compile_flag_reaches_the_settings():
+    from camcap import cli
+    from camcap.cli._settings import settings_from_args
+
+    parser = cli.build_parser()
+    assert settings_from_args(parser.parse_args(["bench", "--compile"])).compile is True
+    assert settings_from_args(parser.parse_args(["bench"])).compile is False
+
+
 def test_serve_flags_reach_the_settings_and_unset_ones_keep_their_defaults(monkeypatch):
     from camcap import cli
     from camcap.cli._settings import settings_from_args

@@ -340,3 +340,33 @@ def test_out_of_device_memory_fails_the_batch_and_frees_the_cache(model_cache: P
         assert freed == [True]
         monkeypatch.undo()  # the model recovers: the next frame is captioned
         assert captioner.caption(FRAME).text
+
+
+def test_compile_asks_for_a_static_cache_where_the_decoder_supports_one(load: Load) -> None:
+    from camcap.models.transformers import compile_decoding
+
+    model = load("smolvlm-tiny").model  # Idefics3 around a Llama decoder (which can run compiled)
+    assert model is not None
+    config = model.generation_config
+    before = (config.cache_implementation, config.compile_config)
+    try:
+        # The device is only named here: the switch is the generation config, read by generate().
+        assert compile_decoding(model, "cuda:0", "random:smolvlm-tiny") is True
+        assert config.cache_implementation == "static"
+        assert config.compile_config is not None and config.compile_config.fullgraph is False
+    finally:
+        config.cache_implementation, config.compile_config = before
+
+
+def test_compile_says_why_it_runs_uncompiled(load: Load, caplog: pytest.LogCaptureFixture) -> None:
+    from camcap.models.transformers import compile_decoding
+
+    smolvlm, blip = load("smolvlm-tiny").model, load("blip-tiny").model
+    assert smolvlm is not None and blip is not None
+    with caplog.at_level(logging.WARNING, logger="camcap.models.transformers"):
+        assert compile_decoding(smolvlm, "cpu", "random:smolvlm-tiny") is False
+        assert compile_decoding(blip, "cuda:0", "random:blip-tiny") is False  # BLIP's decoder: no static cache
+    assert "runs uncompiled on cpu" in caplog.text
+    assert "no static-cache support" in caplog.text
+    assert smolvlm.generation_config.cache_implementation is None
+    assert blip.generation_config.cache_implementation is None

@@ -46,6 +46,7 @@ def run(options: BenchOptions, *, progress: Callable[[str], None] | None = None)
                 "max_batch": info.max_batch,
                 "random_weights": info.random_weights,
                 "new_tokens": options.new_tokens,
+                "compile": settings.compile,
             },
             options={name: value for name, value in asdict(options).items() if name != "settings"},
         )

@@ -42,8 +42,12 @@ def run(context: BenchContext) -> ScenarioResult:
 async def _measure(context: BenchContext, url: str) -> dict[str, list[float]]:
     options = context.options
     samples: dict[str, list[float]] = {
-        name: [] for name in ("model", "full", "encode", "decode", "queue", "inference", "server_total", "bytes")
-    }
+        name: []
+        for name in (
+            "model", "first_token", "per_token", "full", "encode", "decode", "queue", "inference", "server_total",
+            "bytes",
+        )
+    }  # fmt: skip
     client = await StreamClient.open(url)
     try:
         for index in range(options.warmup + options.pairs):
@@ -51,14 +55,15 @@ async def _measure(context: BenchContext, url: str) -> dict[str, list[float]]:
             image = context.decoded(context.encode(picture))
             # Alternate which side goes first.
             if index % 2 == 0:
-                model_ms = await _direct(context, image)
+                direct = await _direct(context, image)
                 path = await _full(context, client, index, picture)
             else:
                 path = await _full(context, client, index, picture)
-                model_ms = await _direct(context, image)
+                direct = await _direct(context, image)
             if index < options.warmup:
                 continue  # the first frames on a new connection pay for its set-up
-            samples["model"].append(model_ms)
+            for name, value in direct.items():
+                samples[name].append(value)
             for name, value in path.items():
                 samples[name].append(value)
     finally:
@@ -66,9 +71,17 @@ async def _measure(context: BenchContext, url: str) -> dict[str, list[float]]:
     return samples
 
 
-async def _direct(context: BenchContext, image: Image.Image) -> float:
-    elapsed, _ = await asyncio.to_thread(context.direct, image)
-    return elapsed
+async def _direct(context: BenchContext, image: Image.Image) -> dict[str, float]:
+    """The model alone: its wall time, and from the backend's own timings the time to the first
+    token (preprocessing, the image encoder and the prompt's prefill) and each token after it."""
+    elapsed, caption = await asyncio.to_thread(context.direct, image)
+    timings = caption.timings
+    steps = max(1, timings.tokens - 1)
+    return {
+        "model": elapsed,
+        "first_token": timings.preprocess_ms + (timings.encode_ms or 0.0) + timings.first_token_ms,
+        "per_token": timings.decode_ms / steps,
+    }
 
 
 async def _full(context: BenchContext, client: StreamClient, seq: int, picture: Image.Image) -> dict[str, float]:
@@ -109,6 +122,8 @@ def _result(s: dict[str, list[float]]) -> ScenarioResult:
     model_median = median(s["model"])
     rows = [
         ("model alone (generate, direct)", s["model"]),
+        ("  of which to the first token (preprocess + prefill)", s["first_token"]),
+        ("  each token after the first", s["per_token"]),
         ("full path (encode -> caption event)", s["full"]),
         ("overhead, paired (full - model)", paired),
         ("overhead, in path (full - server inference)", in_path),

@@ -101,7 +101,8 @@ class BenchReport:
             f"torch threads {m['torch_threads']}; GPU: {gpu}; {m['platform']}",
             f"- Versions: Python {m['python']}, {versions}",
             f"- Model: {self.model.get('name')} (input size {self.model.get('input_size')} px, "
-            f"max batch {self.model.get('max_batch')}), {self.model.get('new_tokens')} new tokens per caption",
+            f"max batch {self.model.get('max_batch')}), {self.model.get('new_tokens')} new tokens per caption"
+            f"{', torch.compile' if self.model.get('compile') else ''}",
             f"- Date: {self.date}; the run took {self.seconds:.0f} s",
         ]
         for result in self.scenarios.values():

@@ -345,6 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--detail", choices=("low", "high"), help="frame size the model asks for (default: low)")
     bench.add_argument("--new-tokens", type=int, metavar="N", help="tokens per caption, min = max (default: 10)")
     bench.add_argument(
+        "--compile", action="store_const", const=True, help="torch.compile the model, as `serve --compile` does"
+    )
+    bench.add_argument(
         "--scenarios", type=_names, metavar="LIST", help="comma-separated, from: " + ", ".join(_bench_scenarios())
     )
     bench.add_argument("--smoke", action="store_true", help="everything at its smallest, random:blip-tiny by default")

@@ -123,7 +123,7 @@ class TransformersCaptioner(Captioner):
         model.to(torch.device(choice.device))  # type: ignore[arg-type]  # transformers mistypes `to`
         model.eval()
         if self.options.compile:
-            logger.warning("--compile is not supported by the transformers backend yet; running uncompiled.")
+            compile_decoding(model, choice.device, self.name)
 
         tokenizer = getattr(processor, "tokenizer", None)
         if tokenizer is None:
@@ -315,6 +315,30 @@ class TransformersCaptioner(Captioner):
         tasks = [task for _, task in requests]
         inputs = loaded.style.encode(loaded.processor, images, tasks, detail=self.options.detail)
         return inputs.to(device=loaded.device, dtype=loaded.dtype)
+
+
+def compile_decoding(model: PreTrainedModel, device: str, name: str) -> bool:
+    """`--compile`, done the way transformers compiles generation: with a static KV cache,
+    `generate()` runs the decoding steps through `torch.compile` (CUDA graphs). Each new batch
+    size compiles once, on its first caption. Returns whether it was turned on; where it cannot
+    be (not CUDA, or a decoder without static-cache support), it says why and runs uncompiled.
+    """
+    from transformers import CompileConfig, PreTrainedModel
+
+    if not device.startswith("cuda"):
+        logger.warning("--compile: %s runs uncompiled on %s (the transformers backend compiles on CUDA).", name, device)
+        return False
+    # Multimodal wrappers (Idefics3, LLaVA...) leave the flag unset while their decoder (Llama,
+    # Phi...) sets it: any part that can run compiled with a static cache will do.
+    parts = [part for part in model.modules() if isinstance(part, PreTrainedModel)]
+    if not any(getattr(part, "_can_compile_fullgraph", False) for part in parts):
+        logger.warning("--compile: %s's decoder has no static-cache support; running uncompiled.", name)
+        return False
+    model.generation_config.cache_implementation = "static"
+    # fullgraph=False: a wrapper's image-merging code may break the graph; the decoder still compiles.
+    model.generation_config.compile_config = CompileConfig(fullgraph=False)
+    logger.info("--compile: %s decodes with a static cache through torch.compile.", name)
+    return True
 
 
 def _load_model(folder: Path, dtype: Any, name: str) -> PreTrainedModel:
