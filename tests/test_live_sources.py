@@ -311,3 +311,38 @@ def test_watch_stops_after_max_captions_with_subtitles(watch_env, tmp_path):
     cues = list(srt.parse(out.read_text()))
     assert 1 <= len(cues) <= 2 and all(cue.end > cue.start for cue in cues)
     assert Path(out).read_text().startswith("1\n")
+
+
+# Run in a child: the failure this guards against is the process dying inside libswscale.
+_CONVERT_ONE_FRAME_FROM_FOUR_THREADS = """
+import threading
+import av
+import numpy as np
+from camcap.sources.convert import frame_to_image
+
+pixels = np.random.default_rng(0).integers(0, 255, (720, 1280, 3), dtype=np.uint8)
+frame = av.VideoFrame.from_ndarray(pixels, format="rgb24").reformat(format="yuv420p")
+sizes = {}
+
+def convert(short):
+    for _ in range(300):
+        sizes[short] = frame_to_image(frame, short).size
+
+threads = [threading.Thread(target=convert, args=(short,)) for short in (96, 720, 384, 720)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(sorted(sizes.items()))
+"""
+
+
+def test_one_frame_converted_by_several_threads_at_once_is_safe():
+    # A source's newest frame is converted at the model's size by the caption loop and at full size
+    # by a snapshot request, at the same time. PyAV caches one swscale context on the frame, so
+    # sharing it crashed the server (segfault in libswscale, seen in CI); each call has its own now.
+    done = subprocess.run(
+        [sys.executable, "-c", _CONVERT_ONE_FRAME_FROM_FOUR_THREADS], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert done.stdout.strip() == "[(96, (171, 96)), (384, (683, 384)), (720, (1280, 720))]"

@@ -7,6 +7,7 @@ frame never exists as full-size RGB.
 from __future__ import annotations
 
 import av
+from av.video.reformatter import VideoReformatter
 from PIL import Image
 
 _TRANSPOSE = {90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180, 270: Image.Transpose.ROTATE_270}
@@ -22,7 +23,12 @@ def frame_to_image(frame: av.VideoFrame, max_short_side: int, rotation: int = 0)
     if short > max_short_side:
         factor = max_short_side / short
         width, height = max(2, round(width * factor)), max(2, round(height * factor))
-    image = frame.reformat(width=width, height=height, format="rgb24", interpolation="AREA").to_image()
+    # A reformatter of its own, not `frame.reformat`: that one is cached on the frame, and a source's
+    # newest frame is converted by two threads at once (the caption loop at the model's size, a
+    # snapshot at full size). They would share one swscale context, reconfigure it under each
+    # other with the GIL released, and crash the process inside libswscale (seen in CI).
+    rgb = VideoReformatter().reformat(frame, width=width, height=height, format="rgb24", interpolation="AREA")
+    image = rgb.to_image()
     turn = int(frame.rotation) % 360 if frame.rotation else rotation % 360
     if turn in _TRANSPOSE:
         image = image.transpose(_TRANSPOSE[turn])
