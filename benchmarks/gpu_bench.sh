@@ -88,7 +88,7 @@ step blip-base 120 "${bench[@]}" --model "$blip" --new-tokens 10 \
     --streams 1,2,4,8 --captions-per-stream 6 --batch-windows 0,20,50 \
     --json "$OUT/blip-base.json" --markdown
 
-# 3. The Moondream-sized stand-in: its first run builds the checkpoint (about 3.7 GB).
+# 3. The Moondream-sized stand-in: its first run builds the checkpoint (about 7.3 GB, float32).
 step moondream-30 240 "${bench[@]}" --model "$moondream" --new-tokens 30 \
     --scenarios overhead,batch_scaling,streams --pairs 10 \
     --streams 1,2,4,8 --captions-per-stream 3 --batch-windows 0,20,50 \

@@ -116,18 +116,27 @@ def test_full_size_configs_have_the_real_models_size(name: str) -> None:
     assert low <= millions <= high
 
 
-def test_smolvlm_frames_are_not_cut_into_tiles(model_cache: Path) -> None:
+@pytest.mark.parametrize(
+    ("name", "side", "image_tokens"),
+    [
+        ("smolvlm-tiny", 512, 64),  # one 512 px pass, 4x pixel shuffle: 32 x 32 / 16
+        ("moondream-sized-tiny", 378, 729),  # one 378 px crop, as Moondream's: 27 x 27, none merged
+    ],
+)
+def test_a_frame_is_one_image_pass_not_cut_into_tiles(
+    name: str, side: int, image_tokens: int, model_cache: Path
+) -> None:
     from PIL import Image
 
-    processor = AutoProcessor.from_pretrained(ensure_checkpoint("smolvlm-tiny", model_cache / "random"))
+    processor = AutoProcessor.from_pretrained(ensure_checkpoint(name, model_cache / "random"))
     assert processor.image_processor.do_image_splitting is False
     prompt = processor.apply_chat_template(
         [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe."}]}],
         add_generation_prompt=True,
     )
     inputs = processor(images=[Image.new("RGB", (640, 480))], text=[prompt], return_tensors="pt")
-    assert tuple(inputs["pixel_values"].shape) == (1, 1, 3, 512, 512)  # one image, one 512 px pass
-    assert (inputs["input_ids"] == processor.image_token_id).sum() == 64
+    assert tuple(inputs["pixel_values"].shape) == (1, 1, 3, side, side)
+    assert (inputs["input_ids"] == processor.image_token_id).sum() == image_tokens
 
 
 def test_the_moondream_sized_build_has_moondreams_vision_tower_and_decoder() -> None:
@@ -145,16 +154,3 @@ def test_the_moondream_sized_build_has_moondreams_vision_tower_and_decoder() -> 
     assert type(model.model.text_model).__name__ == "PhiModel"
     vision_millions = sum(parameter.numel() for parameter in model.model.vision_model.parameters()) / 1e6
     assert 400 <= vision_millions <= 430
-
-
-def test_the_moondream_sized_wiring_gives_729_image_tokens_per_frame(model_cache: Path) -> None:
-    from PIL import Image
-
-    processor = AutoProcessor.from_pretrained(ensure_checkpoint("moondream-sized-tiny", model_cache / "random"))
-    prompt = processor.apply_chat_template(
-        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe."}]}],
-        add_generation_prompt=True,
-    )
-    inputs = processor(images=[Image.new("RGB", (640, 480))], text=[prompt], return_tensors="pt")
-    assert tuple(inputs["pixel_values"].shape) == (1, 1, 3, 378, 378)  # one 378 px crop, as Moondream's
-    assert (inputs["input_ids"] == processor.image_token_id).sum() == 729

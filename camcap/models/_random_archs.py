@@ -363,6 +363,5 @@ def moondream_sized_tiny() -> Any:
     """`moondream_sized` with 32-wide, 2-layer blocks and the same 378 px / 14 px geometry: the
     build's wiring (Phi decoder behind Idefics3, 729 image tokens) tested in seconds."""
     vision = _tiny_blocks(image_size=378)
-    text: dict[str, Any] = dict(model_type="phi", **_tiny_blocks(), partial_rotary_factor=0.5)
-    text["max_position_embeddings"] = 2048
+    text = dict(model_type="phi", **_tiny_blocks(), partial_rotary_factor=0.5, max_position_embeddings=2048)
     return _lively(_smolvlm_config(vision=vision, text=text, scale_factor=1, vocab=None, patch_size=14))
