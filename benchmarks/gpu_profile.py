@@ -2,11 +2,12 @@
 
     python benchmarks/gpu_profile.py random:smolvlm-256m [random:blip-base ...]
 
-For each model spec: time to caption one frame through camcap's backend and through the raw
-transformers `generate` on the same inputs, at 3 and at 20 new tokens (the difference over 17 is
-the time per token), then a torch.profiler table of one raw 12-token generate sorted by self CPU
-time and by device time. A per-token cost far above what the kernels take is launch or Python
-overhead, not compute. Written for gpu_bench.sh's findings (docs/benchmarks.md, run J).
+For each model spec: camcap's preprocessing of one 640x480 frame (the processor, on the CPU), the
+time to caption it through camcap's backend and through the raw transformers `generate` on the
+same inputs, at 3 and at 20 new tokens (the difference over 17 is the time per token), then a
+torch.profiler table of one raw 12-token generate sorted by self CPU time and by device time. A
+per-token cost far above what the kernels take is launch or Python overhead, not compute. Written
+for gpu_bench.sh's findings (docs/benchmarks.md, run L); it runs on a CPU too.
 """
 
 from __future__ import annotations
@@ -50,6 +51,11 @@ def _measure(spec: str, device: str, tokens: int) -> tuple[float, float]:
     assert loaded is not None
     inputs = captioner._preprocess(loaded, request)
 
+    def preprocess() -> float:
+        start = time.perf_counter()
+        captioner._preprocess(loaded, request)
+        return (time.perf_counter() - start) * 1000
+
     def through_camcap() -> float:
         start = time.perf_counter()
         list(captioner.generate(request))
@@ -68,6 +74,8 @@ def _measure(spec: str, device: str, tokens: int) -> tuple[float, float]:
             through_camcap(), raw()
         camcap_ms = statistics.median(through_camcap() for _ in range(5))
         raw_ms = statistics.median(raw() for _ in range(5))
+        if tokens == 3:
+            print(f"{spec}: preprocess {statistics.median(preprocess() for _ in range(5)):.1f} ms", flush=True)
         print(f"{spec}: {tokens} tokens: camcap {camcap_ms:.1f} ms, raw generate {raw_ms:.1f} ms", flush=True)
         if tokens == 20:
             activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
